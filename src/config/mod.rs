@@ -1,0 +1,126 @@
+//! Configuration: the TOML file is read into strict raw structs (`raw`), then
+//! validated into the typed [`Config`] (`validate`), with every problem found
+//! reported at once, each naming its key. TLS files are loaded and checked
+//! during validation, so a config that validates is one the proxy can serve.
+
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+
+use crate::tls::client::ClientTlsMaterial;
+use crate::tls::server::ServerTlsMaterial;
+
+pub use validate::Problem;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: ListenConfig,
+    pub tls: TlsConfig,
+    pub upstream: UpstreamConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenConfig {
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+    pub crl: Vec<PathBuf>,
+    pub material: ServerTlsMaterial,
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamScheme {
+    /// Plaintext HTTP/2 with prior knowledge: the sidecar case.
+    H2c,
+    /// HTTP/2 over TLS.
+    Https,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// The address as written (for messages).
+    pub address: String,
+    pub scheme: UpstreamScheme,
+    pub host: String,
+    pub port: u16,
+    /// `https://` only.
+    pub tls: Option<UpstreamTls>,
+    pub connect_timeout: Duration,
+    /// Streams this proxy opens on one upstream connection before it opens
+    /// another; lowered automatically to the upstream's own
+    /// SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub max_concurrent_streams: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    pub material: ClientTlsMaterial,
+    pub server_name: ServerName<'static>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShutdownConfig {
+    /// How long in-flight calls may run after GOAWAY before they are cut.
+    pub drain_timeout: Duration,
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: {source}")]
+    Syntax {
+        origin: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{origin}: {} problem(s):\n{}", problems.len(), validate::render(problems))]
+    Invalid {
+        origin: String,
+        problems: Vec<Problem>,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Relative paths inside it
+    /// are taken relative to the file's own directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&text, base, &path.display().to_string())
+    }
+
+    /// Parses and validates config text; `base` resolves relative paths and
+    /// `origin` names the text in errors.
+    pub fn from_toml(text: &str, base: &Path, origin: &str) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            source,
+        })?;
+        validate::validate(raw, base).map_err(|problems| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            problems,
+        })
+    }
+}

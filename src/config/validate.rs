@@ -1,0 +1,396 @@
+//! From raw TOML structs to a validated [`Config`]: required keys, formats,
+//! files that exist and parse, keys that match certificates, cross-field
+//! rules. Every problem is collected; none stops the others from being found.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+
+use super::raw::{RawConfig, RawShutdown, RawTls, RawUpstream};
+use super::{
+    Config, ListenConfig, ShutdownConfig, TlsConfig, UpstreamConfig, UpstreamScheme, UpstreamTls,
+};
+use crate::tls::client::ClientTlsMaterial;
+use crate::tls::material;
+use crate::tls::server::{MinTlsVersion, ServerTlsMaterial};
+
+/// One thing wrong with the config, naming its key (`tls.cert`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+pub(super) fn render(problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for p in problems {
+        let _ = writeln!(out, "  - {p}");
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longer than Temporal's 70 s long polls, so a drain lets them finish.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(90);
+pub const DEFAULT_UPSTREAM_STREAMS: u32 = 100;
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: &str, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn required<T>(&mut self, key: &str, value: Option<T>) -> Option<T> {
+        if value.is_none() {
+            self.add(key, "is required");
+        }
+        value
+    }
+
+    fn duration(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.add(key, "must be greater than zero");
+                default
+            }
+            Err(e) => {
+                self.add(
+                    key,
+                    format!("{text:?} is not a duration ({e}); write it like \"10s\", \"5m\" or \"1h30m\""),
+                );
+                default
+            }
+        }
+    }
+
+    /// Runs a file loader, recording its error under `key`.
+    fn load<T, E: std::fmt::Display>(&mut self, key: &str, result: Result<T, E>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.add(key, e.to_string());
+                None
+            }
+        }
+    }
+}
+
+fn resolve(base: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.join(p)
+    }
+}
+
+pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
+    let mut p = Problems::default();
+
+    let listen = raw.listen.unwrap_or_default();
+    let address =
+        p.required("listen.address", listen.address)
+            .and_then(|a| match a.parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    p.add(
+                        "listen.address",
+                        format!("{a:?} is not an IP:port address (e.g. \"0.0.0.0:7443\")"),
+                    );
+                    None
+                }
+            });
+
+    let tls = validate_tls(&mut p, raw.tls.unwrap_or_default(), base);
+    let upstream = validate_upstream(&mut p, raw.upstream.unwrap_or_default(), base);
+    let shutdown = validate_shutdown(&mut p, raw.shutdown.unwrap_or_default());
+
+    match (address, tls, upstream) {
+        (Some(address), Some(tls), Some(upstream)) if p.0.is_empty() => Ok(Config {
+            listen: ListenConfig { address },
+            tls,
+            upstream,
+            shutdown,
+        }),
+        _ => Err(p.0),
+    }
+}
+
+fn validate_tls(p: &mut Problems, raw: RawTls, base: &Path) -> Option<TlsConfig> {
+    let cert = p.required("tls.cert", raw.cert).map(|s| resolve(base, &s));
+    let key = p.required("tls.key", raw.key).map(|s| resolve(base, &s));
+    let client_ca = p
+        .required("tls.client_ca", raw.client_ca)
+        .map(|s| resolve(base, &s));
+    let crl: Vec<PathBuf> = raw
+        .crl
+        .unwrap_or_default()
+        .iter()
+        .map(|s| resolve(base, s))
+        .collect();
+    let min_version = match raw.min_version.as_deref() {
+        None | Some("1.2") => Some(MinTlsVersion::Tls12),
+        Some("1.3") => Some(MinTlsVersion::Tls13),
+        Some(other) => {
+            p.add(
+                "tls.min_version",
+                format!("{other:?} is not supported; use \"1.2\" or \"1.3\""),
+            );
+            None
+        }
+    };
+    let handshake_timeout = p.duration(
+        "tls.handshake_timeout",
+        raw.handshake_timeout.as_deref(),
+        DEFAULT_HANDSHAKE_TIMEOUT,
+    );
+
+    let certified_key = match (&cert, &key) {
+        (Some(c), Some(k)) => p.load("tls.cert", material::load_certified_key(c, k)),
+        _ => None,
+    };
+    let client_roots = client_ca
+        .as_ref()
+        .and_then(|ca| p.load("tls.client_ca", material::load_ca_bundle(ca)));
+    let mut crls = Vec::new();
+    let mut crls_ok = true;
+    for path in &crl {
+        match p.load("tls.crl", material::load_crls(path)) {
+            Some(list) => crls.extend(list),
+            None => crls_ok = false,
+        }
+    }
+
+    let material = ServerTlsMaterial {
+        certified_key: certified_key?,
+        client_roots: Arc::new(client_roots?),
+        crls,
+        min_version: min_version?,
+    };
+    if !crls_ok {
+        return None;
+    }
+    // Build once here so that anything rustls itself refuses is a config
+    // error rather than a start-up failure.
+    let _ = p.load("tls", crate::tls::server::server_config(&material))?;
+    Some(TlsConfig {
+        cert: cert?,
+        key: key?,
+        client_ca: client_ca?,
+        crl,
+        material,
+        handshake_timeout,
+    })
+}
+
+fn validate_upstream(p: &mut Problems, raw: RawUpstream, base: &Path) -> Option<UpstreamConfig> {
+    let connect_timeout = p.duration(
+        "upstream.connect_timeout",
+        raw.connect_timeout.as_deref(),
+        DEFAULT_CONNECT_TIMEOUT,
+    );
+    let max_concurrent_streams = match raw.max_concurrent_streams {
+        None => DEFAULT_UPSTREAM_STREAMS,
+        Some(0) => {
+            p.add("upstream.max_concurrent_streams", "must be at least 1");
+            DEFAULT_UPSTREAM_STREAMS
+        }
+        Some(n) => n,
+    };
+    let address = p.required("upstream.address", raw.address)?;
+    let parsed = parse_upstream_address(&address);
+    let (scheme, host, port) = match parsed {
+        Ok(v) => v,
+        Err(msg) => {
+            p.add("upstream.address", msg);
+            return None;
+        }
+    };
+
+    let tls = match scheme {
+        UpstreamScheme::H2c => {
+            for (key, present) in [
+                ("upstream.ca", raw.ca.is_some()),
+                ("upstream.cert", raw.cert.is_some()),
+                ("upstream.key", raw.key.is_some()),
+                ("upstream.server_name", raw.server_name.is_some()),
+            ] {
+                if present {
+                    p.add(
+                        key,
+                        "only applies to an https:// upstream; upstream.address is http:// (plaintext h2c)",
+                    );
+                }
+            }
+            None
+        }
+        UpstreamScheme::Https => {
+            let ca = p.required("upstream.ca", raw.ca).and_then(|ca| {
+                p.load("upstream.ca", material::load_ca_bundle(&resolve(base, &ca)))
+            });
+            let client_key = match (raw.cert, raw.key) {
+                (Some(c), Some(k)) => p
+                    .load(
+                        "upstream.cert",
+                        material::load_certified_key(&resolve(base, &c), &resolve(base, &k)),
+                    )
+                    .map(Some),
+                (None, None) => Some(None),
+                (Some(_), None) => {
+                    p.add("upstream.key", "is required when upstream.cert is set");
+                    None
+                }
+                (None, Some(_)) => {
+                    p.add("upstream.cert", "is required when upstream.key is set");
+                    None
+                }
+            };
+            let name = raw.server_name.unwrap_or_else(|| host.clone());
+            let server_name = match ServerName::try_from(name.clone()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    p.add(
+                        "upstream.server_name",
+                        format!("{name:?} is not a valid DNS name or IP address"),
+                    );
+                    None
+                }
+            };
+            Some(UpstreamTls {
+                material: ClientTlsMaterial {
+                    roots: Arc::new(ca?),
+                    client_key: client_key?,
+                },
+                server_name: server_name?,
+            })
+        }
+    };
+
+    Some(UpstreamConfig {
+        address,
+        scheme,
+        host,
+        port,
+        tls,
+        connect_timeout,
+        max_concurrent_streams,
+    })
+}
+
+/// `http://host:port` or `https://host:port`, nothing else.
+fn parse_upstream_address(address: &str) -> Result<(UpstreamScheme, String, u16), String> {
+    let uri: http::Uri = address.parse().map_err(|e| {
+        format!("{address:?} is not a URL ({e}); write it like \"http://127.0.0.1:7233\"")
+    })?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => UpstreamScheme::H2c,
+        Some("https") => UpstreamScheme::Https,
+        _ => {
+            return Err(format!(
+                "{address:?} must start with http:// (plaintext h2c) or https:// (TLS)"
+            ))
+        }
+    };
+    if uri.path() != "/" && !uri.path().is_empty() {
+        return Err(format!("{address:?} must not have a path"));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("{address:?} has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri
+        .port_u16()
+        .ok_or_else(|| format!("{address:?} has no port (Temporal's frontend is usually :7233)"))?;
+    Ok((scheme, host, port))
+}
+
+fn validate_shutdown(p: &mut Problems, raw: RawShutdown) -> ShutdownConfig {
+    ShutdownConfig {
+        drain_timeout: p.duration(
+            "shutdown.drain_timeout",
+            raw.drain_timeout.as_deref(),
+            DEFAULT_DRAIN_TIMEOUT,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_address_forms() {
+        assert_eq!(
+            parse_upstream_address("http://127.0.0.1:7233").unwrap(),
+            (UpstreamScheme::H2c, "127.0.0.1".into(), 7233)
+        );
+        assert_eq!(
+            parse_upstream_address("https://temporal.example:443").unwrap(),
+            (UpstreamScheme::Https, "temporal.example".into(), 443)
+        );
+        assert_eq!(
+            parse_upstream_address("http://[::1]:7233").unwrap().1,
+            "::1"
+        );
+        assert!(parse_upstream_address("127.0.0.1:7233")
+            .unwrap_err()
+            .contains("http://"));
+        assert!(parse_upstream_address("http://host")
+            .unwrap_err()
+            .contains("no port"));
+        assert!(parse_upstream_address("http://host:1/x")
+            .unwrap_err()
+            .contains("path"));
+    }
+
+    #[test]
+    fn all_problems_reported_at_once() {
+        let raw: RawConfig = toml::from_str(
+            r#"
+            [listen]
+            address = "nope"
+            [tls]
+            min_version = "1.1"
+            handshake_timeout = "ten seconds"
+            [upstream]
+            address = "http://127.0.0.1:7233"
+            ca = "x.pem"
+            "#,
+        )
+        .unwrap();
+        let problems = validate(raw, Path::new("/nonexistent")).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "listen.address",
+            "tls.cert",
+            "tls.key",
+            "tls.client_ca",
+            "tls.min_version",
+            "tls.handshake_timeout",
+            "upstream.ca",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
+    }
+}

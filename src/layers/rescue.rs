@@ -1,0 +1,104 @@
+//! The outermost layer: whatever error a layer below returns becomes a gRPC
+//! response here (HTTP 200, trailers-only, grpc-status and grpc-message),
+//! using the one mapping in `crate::error::status_of`. Nothing below this
+//! layer can make the server reset a stream or answer with a bare HTTP error.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::{status_of, ProxyError};
+use crate::grpc::{status_response, ResponseBody};
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RescueLayer;
+
+impl<S> Layer<S> for RescueLayer {
+    type Service = Rescue<S>;
+
+    fn layer(&self, inner: S) -> Rescue<S> {
+        Rescue { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Rescue<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for Rescue<S>
+where
+    S: Service<Request<B>, Response = Response<ResponseBody>>,
+    S::Error: Into<ProxyError>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Readiness errors are answered per call, below.
+        match self.inner.poll_ready(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            match fut.await {
+                Ok(resp) => Ok(resp),
+                Err(err) => {
+                    let err: ProxyError = err.into();
+                    let status = status_of(&err);
+                    tracing::debug!(code = ?status.code(), error = %err, "call answered by the proxy");
+                    Ok(status_response(status))
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[derive(Clone)]
+    struct Failing;
+
+    impl Service<Request<()>> for Failing {
+        type Response = Response<ResponseBody>;
+        type Error = ProxyError;
+        type Future = std::future::Ready<Result<Response<ResponseBody>, ProxyError>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            std::future::ready(Err(ProxyError::Upstream(Arc::new(
+                crate::upstream::UpstreamError::Connect {
+                    address: "http://127.0.0.1:1".into(),
+                    source: std::io::ErrorKind::ConnectionRefused.into(),
+                },
+            ))))
+        }
+    }
+
+    #[tokio::test]
+    async fn errors_become_grpc_status_responses() {
+        let mut svc = RescueLayer.layer(Failing);
+        let resp = svc.call(Request::new(())).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["grpc-status"], "14");
+        assert!(resp.headers()["grpc-message"]
+            .to_str()
+            .unwrap()
+            .contains("unreachable"));
+    }
+}

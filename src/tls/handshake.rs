@@ -1,0 +1,358 @@
+//! Accepting one TLS connection: refusing clients that do not speak TLS at
+//! all (with a plaintext answer they can understand), running the rustls
+//! handshake under a timeout, requiring ALPN `h2`, and turning every failure
+//! into a [`Refusal`] whose text an operator understands without a TLS
+//! manual.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rustls::{AlertDescription, CertificateError, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::LazyConfigAcceptor;
+
+use super::ALPN_H2;
+
+/// A completed handshake.
+pub struct Accepted {
+    pub stream: TlsStream<TcpStream>,
+    pub sni: Option<String>,
+}
+
+/// Why a connection was refused before any HTTP/2 was spoken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no client certificate presented")]
+    NoClientCertificate,
+    #[error("client certificate is not issued by a trusted CA (unknown CA)")]
+    UnknownCa,
+    #[error("client certificate signature does not verify against the trusted CA (unknown CA or forged certificate)")]
+    BadSignature,
+    #[error("client certificate expired{}", at("not after", .not_after))]
+    Expired { not_after: Option<SystemTime> },
+    #[error("client certificate not yet valid{}", at("not before", .not_before))]
+    NotYetValid { not_before: Option<SystemTime> },
+    #[error("client certificate revoked (listed in a configured CRL)")]
+    Revoked,
+    #[error("client certificate has the wrong key usage: it is not allowed for client authentication (extended key usage lacks clientAuth)")]
+    WrongKeyUsage,
+    #[error("client certificate rejected: {0}")]
+    BadCertificate(String),
+    #[error("client did not offer ALPN h2 (offered: {})", offered_list(.offered))]
+    NoAlpnH2 { offered: Vec<String> },
+    #[error("plaintext HTTP/2 (h2c) sent to the TLS port; this port requires TLS with a client certificate")]
+    PlaintextH2,
+    #[error("plaintext HTTP/1.x request sent to the TLS port; this port requires TLS with a client certificate")]
+    PlaintextHttp1,
+    #[error("not a TLS handshake (first bytes {0})")]
+    NotTls(String),
+    #[error("client TLS version or cipher suites not acceptable: {0}")]
+    Incompatible(String),
+    #[error("client aborted the handshake with alert '{0}' (it probably does not trust the server certificate or its CA)")]
+    ClientAlert(String),
+    #[error("handshake not completed within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("client closed the connection before completing the handshake")]
+    Closed,
+    #[error("TLS error: {0}")]
+    Tls(String),
+    #[error("I/O error during the handshake: {0}")]
+    Io(String),
+}
+
+impl Refusal {
+    /// A short stable label (for metrics and log fields).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Refusal::NoClientCertificate => "no_client_certificate",
+            Refusal::UnknownCa => "unknown_ca",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::Expired { .. } => "expired",
+            Refusal::NotYetValid { .. } => "not_yet_valid",
+            Refusal::Revoked => "revoked",
+            Refusal::WrongKeyUsage => "wrong_key_usage",
+            Refusal::BadCertificate(_) => "bad_certificate",
+            Refusal::NoAlpnH2 { .. } => "no_alpn_h2",
+            Refusal::PlaintextH2 => "plaintext_h2c",
+            Refusal::PlaintextHttp1 => "plaintext_http1",
+            Refusal::NotTls(_) => "not_tls",
+            Refusal::Incompatible(_) => "incompatible",
+            Refusal::ClientAlert(_) => "client_alert",
+            Refusal::Timeout(_) => "timeout",
+            Refusal::Closed => "closed",
+            Refusal::Tls(_) => "tls_error",
+            Refusal::Io(_) => "io_error",
+        }
+    }
+
+    /// Connections that closed without trying (TCP health checks, port
+    /// scans) are not worth a warning.
+    pub fn is_quiet(&self) -> bool {
+        matches!(self, Refusal::Closed)
+    }
+}
+
+fn at(what: &str, t: &Option<SystemTime>) -> String {
+    match t {
+        Some(t) => format!(" ({what} {})", humantime::format_rfc3339_seconds(*t)),
+        None => String::new(),
+    }
+}
+
+fn offered_list(offered: &[String]) -> String {
+    if offered.is_empty() {
+        "none".to_owned()
+    } else {
+        offered.join(", ")
+    }
+}
+
+/// The first byte of every TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+/// Accepts one connection under `timeout`.
+pub async fn accept(
+    tcp: TcpStream,
+    config: Arc<ServerConfig>,
+    timeout: Duration,
+) -> Result<Accepted, Refusal> {
+    match tokio::time::timeout(timeout, accept_inner(tcp, config)).await {
+        Ok(result) => result,
+        Err(_) => Err(Refusal::Timeout(timeout)),
+    }
+}
+
+async fn accept_inner(tcp: TcpStream, config: Arc<ServerConfig>) -> Result<Accepted, Refusal> {
+    let mut first = [0u8; 1];
+    match tcp.peek(&mut first).await {
+        Ok(0) => return Err(Refusal::Closed),
+        Ok(_) if first[0] != TLS_HANDSHAKE_RECORD => return Err(refuse_plaintext(tcp).await),
+        Ok(_) => {}
+        Err(e) => return Err(Refusal::Io(e.to_string())),
+    }
+
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+        .await
+        .map_err(|e| classify_io(&e, &[]))?;
+    let hello = start.client_hello();
+    let offered: Vec<String> = hello
+        .alpn()
+        .map(|protos| {
+            protos
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let sni = hello.server_name().map(str::to_owned);
+
+    let stream = start
+        .into_stream(config)
+        .await
+        .map_err(|e| classify_io(&e, &offered))?;
+    if stream.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
+        return Err(Refusal::NoAlpnH2 { offered });
+    }
+    Ok(Accepted { stream, sni })
+}
+
+/// A client that does not speak TLS: read enough to tell what it speaks,
+/// answer in its own protocol that TLS is required, and refuse.
+async fn refuse_plaintext(mut tcp: TcpStream) -> Refusal {
+    let mut buf = [0u8; 24];
+    let mut n = 0;
+    // Enough bytes to recognise the request, or whatever came within 1 s.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while n < H2_PREFACE.len() {
+            match tcp.read(&mut buf[n..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+    })
+    .await;
+    let got = &buf[..n];
+    let message = b"this port requires TLS with a client certificate (mTLS)";
+    let (refusal, reply) = if got.starts_with(H2_PREFACE) {
+        (Refusal::PlaintextH2, h2_goaway(message))
+    } else if looks_like_http1(got) {
+        let mut reply = Vec::from(
+            &b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"[..],
+        );
+        reply.extend_from_slice(message);
+        reply.push(b'\n');
+        (Refusal::PlaintextHttp1, reply)
+    } else {
+        let hex: Vec<String> = got.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        (Refusal::NotTls(hex.join(" ")), Vec::new())
+    };
+    if !reply.is_empty() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = tcp.write_all(&reply).await;
+            let _ = tcp.shutdown().await;
+        })
+        .await;
+    }
+    refusal
+}
+
+fn looks_like_http1(got: &[u8]) -> bool {
+    const METHODS: &[&[u8]] = &[
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"HEAD ",
+        b"DELETE ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"CONNECT ",
+        b"TRACE ",
+    ];
+    METHODS.iter().any(|m| got.starts_with(m))
+}
+
+/// A server preface (empty SETTINGS) followed by GOAWAY(PROTOCOL_ERROR) whose
+/// debug data says why, so an h2c client shows the reason.
+fn h2_goaway(debug: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+    let len = 8 + debug.len();
+    out.extend_from_slice(&[
+        (len >> 16) as u8,
+        (len >> 8) as u8,
+        len as u8,
+        0x7,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    out.extend_from_slice(&0u32.to_be_bytes()); // last stream id
+    out.extend_from_slice(&1u32.to_be_bytes()); // PROTOCOL_ERROR
+    out.extend_from_slice(debug);
+    out
+}
+
+fn classify_io(e: &std::io::Error, offered_alpn: &[String]) -> Refusal {
+    if let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return classify(tls, offered_alpn);
+    }
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof
+        | std::io::ErrorKind::ConnectionReset
+        | std::io::ErrorKind::BrokenPipe => Refusal::Closed,
+        _ => Refusal::Io(e.to_string()),
+    }
+}
+
+/// Maps a rustls error to the reason an operator reads.
+pub fn classify(e: &rustls::Error, offered_alpn: &[String]) -> Refusal {
+    use rustls::Error as E;
+    match e {
+        E::NoCertificatesPresented => Refusal::NoClientCertificate,
+        E::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer => Refusal::UnknownCa,
+            CertificateError::BadSignature => Refusal::BadSignature,
+            CertificateError::Expired => Refusal::Expired { not_after: None },
+            CertificateError::ExpiredContext { not_after, .. } => Refusal::Expired {
+                not_after: Some(unix_to_system(not_after)),
+            },
+            CertificateError::NotValidYet => Refusal::NotYetValid { not_before: None },
+            CertificateError::NotValidYetContext { not_before, .. } => Refusal::NotYetValid {
+                not_before: Some(unix_to_system(not_before)),
+            },
+            CertificateError::Revoked => Refusal::Revoked,
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                Refusal::WrongKeyUsage
+            }
+            other => Refusal::BadCertificate(format!("{other:?}")),
+        },
+        E::NoApplicationProtocol => Refusal::NoAlpnH2 {
+            offered: offered_alpn.to_vec(),
+        },
+        E::PeerIncompatible(p) => Refusal::Incompatible(format!("{p:?}")),
+        E::AlertReceived(alert) => match alert {
+            AlertDescription::NoApplicationProtocol => Refusal::NoAlpnH2 {
+                offered: offered_alpn.to_vec(),
+            },
+            other => Refusal::ClientAlert(format!("{other:?}")),
+        },
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } => Refusal::NotTls(e.to_string()),
+        other => Refusal::Tls(other.to_string()),
+    }
+}
+
+fn unix_to_system(t: &rustls::pki_types::UnixTime) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(t.as_secs())
+}
+
+/// Logs a refusal as one line (a warning, except for probes that just
+/// connect and close).
+pub fn log_refusal(peer: SocketAddr, refusal: &Refusal) {
+    if refusal.is_quiet() {
+        tracing::debug!(peer = %peer, reason = %refusal, kind = refusal.label(), "TLS handshake refused");
+    } else {
+        tracing::warn!(peer = %peer, reason = %refusal, kind = refusal.label(), "TLS handshake refused");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_read_as_words() {
+        assert_eq!(
+            classify(&rustls::Error::NoCertificatesPresented, &[]).to_string(),
+            "no client certificate presented"
+        );
+        let r = classify(
+            &rustls::Error::InvalidCertificate(CertificateError::Revoked),
+            &[],
+        );
+        assert!(r.to_string().contains("revoked"));
+        let r = classify(&rustls::Error::NoApplicationProtocol, &["http/1.1".into()]);
+        assert_eq!(
+            r.to_string(),
+            "client did not offer ALPN h2 (offered: http/1.1)"
+        );
+        let r = classify(
+            &rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
+                time: rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(
+                    2_000_000_000,
+                )),
+                not_after: rustls::pki_types::UnixTime::since_unix_epoch(Duration::from_secs(
+                    1_700_000_000,
+                )),
+            }),
+            &[],
+        );
+        assert_eq!(
+            r.to_string(),
+            "client certificate expired (not after 2023-11-14T22:13:20Z)"
+        );
+    }
+
+    #[test]
+    fn h2_goaway_frame_is_well_formed() {
+        let f = h2_goaway(b"why");
+        // SETTINGS frame header, then GOAWAY with 8 + 3 bytes of payload.
+        assert_eq!(&f[..9], &[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        assert_eq!(&f[9..12], &[0, 0, 11]);
+        assert_eq!(f[12], 7);
+        assert_eq!(&f[f.len() - 3..], b"why");
+    }
+
+    #[test]
+    fn http1_requests_are_recognised() {
+        assert!(looks_like_http1(b"GET / HTTP/1.1\r\n"));
+        assert!(looks_like_http1(b"POST /x HTTP/1.1"));
+        assert!(!looks_like_http1(H2_PREFACE));
+    }
+}

@@ -1,0 +1,164 @@
+//! The innermost service: sends the call to the upstream on a pooled
+//! connection and returns the upstream's response with its body streaming
+//! back. Bodies are never buffered: frames flow as they arrive.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::{Pool, RequestBody};
+use crate::error::ProxyError;
+use crate::grpc::ResponseBody;
+
+/// How many times a call that never reached the upstream (its connection
+/// closed between choosing it and sending) is tried on another connection.
+const MAX_UNSENT_RETRIES: usize = 3;
+
+#[derive(Clone)]
+pub struct Forward {
+    pool: Arc<Pool>,
+    scheme: Scheme,
+}
+
+impl Forward {
+    pub fn new(pool: Arc<Pool>, tls: bool) -> Forward {
+        Forward {
+            pool,
+            scheme: if tls { Scheme::HTTPS } else { Scheme::HTTP },
+        }
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for Forward
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<super::BoxError>,
+{
+    type Response = Response<ResponseBody>;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let pool = self.pool.clone();
+        let req = to_upstream(req, &self.scheme);
+        Box::pin(async move { send(&pool, req).await })
+    }
+}
+
+async fn send(
+    pool: &Arc<Pool>,
+    mut req: Request<RequestBody>,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let mut tries = 0;
+    loop {
+        let lease = pool.lease().await.map_err(ProxyError::Upstream)?;
+        match lease.sender().try_send_request(req).await {
+            Ok(resp) => return Ok(from_upstream(resp, lease)),
+            Err(mut e) => match e.take_message() {
+                // Never written to the wire (the connection closed or got
+                // GOAWAY first): safe to send on another connection.
+                Some(unsent) if tries < MAX_UNSENT_RETRIES => {
+                    tries += 1;
+                    tracing::debug!(conn = lease.connection_id(), error = %e.error(), "upstream connection closed before the call was sent; retrying");
+                    req = unsent;
+                }
+                _ => return Err(ProxyError::UpstreamCall(e.into_error())),
+            },
+        }
+    }
+}
+
+/// Rewrites the client's request for the upstream: scheme of the upstream
+/// hop, path and `:authority` kept, hop-by-hop headers dropped (HTTP/2
+/// forbids them; `te: trailers` is the one allowed and gRPC needs it).
+fn to_upstream<B>(req: Request<B>, scheme: &Scheme) -> Request<RequestBody>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<super::BoxError>,
+{
+    let (mut parts, body) = req.into_parts();
+    let authority = parts
+        .uri
+        .authority()
+        .cloned()
+        .unwrap_or_else(|| Authority::from_static("localhost"));
+    let mut uri = Uri::builder().scheme(scheme.clone()).authority(authority);
+    if let Some(pq) = parts.uri.path_and_query() {
+        uri = uri.path_and_query(pq.clone());
+    }
+    if let Ok(uri) = uri.build() {
+        parts.uri = uri;
+    }
+    strip_hop_by_hop(&mut parts.headers);
+    Request::from_parts(parts, body.map_err(Into::into).boxed_unsync())
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in [
+        http::header::CONNECTION,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+        http::header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    if headers
+        .get(http::header::TE)
+        .is_some_and(|te| te != "trailers")
+    {
+        headers.insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    }
+}
+
+fn from_upstream(resp: Response<Incoming>, lease: super::StreamLease) -> Response<ResponseBody> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let trailers_only = parts.headers.contains_key("grpc-status");
+    Response::from_parts(parts, ResponseBody::upstream(body, lease, !trailers_only))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_and_grpc_headers_kept() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive".parse().unwrap());
+        h.insert("keep-alive", "5".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("grpc-timeout", "70S".parse().unwrap());
+        h.insert("temporal-namespace", "default".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("connection").is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert_eq!(h.get("te").unwrap(), "trailers");
+        assert_eq!(h.get("grpc-timeout").unwrap(), "70S");
+        assert_eq!(h.get("temporal-namespace").unwrap(), "default");
+    }
+
+    #[test]
+    fn request_uri_is_rewritten_for_the_upstream_hop() {
+        let req = Request::builder()
+            .uri("https://proxy.example:7443/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let out = to_upstream(req, &Scheme::HTTP);
+        assert_eq!(
+            out.uri().to_string(),
+            "http://proxy.example:7443/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo"
+        );
+    }
+}

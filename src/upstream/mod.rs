@@ -1,0 +1,59 @@
+//! The HTTP/2 client side toward the Temporal frontend: connections
+//! (`connector`), their pool (`pool`), and the innermost tower service that
+//! forwards a call (`forward`).
+
+mod connector;
+mod forward;
+mod pool;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+
+pub use forward::Forward;
+pub use pool::{Pool, StreamLease};
+
+use crate::config::UpstreamConfig;
+
+/// Request bodies as sent upstream. Boxed so that request-side layers can
+/// wrap the client's body (framing checks, first-message inspection) without
+/// changing the pool's type.
+pub type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why the upstream could not take a call.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream {address} unreachable: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("upstream {address} unreachable: no connection within {}", humantime::format_duration(*after))]
+    ConnectTimeout { address: String, after: Duration },
+    #[error("upstream {address} unreachable: TLS handshake failed: {source}")]
+    Tls {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("upstream {address} did not negotiate HTTP/2 (ALPN h2)")]
+    NoAlpn { address: String },
+    #[error("upstream {address} unreachable: HTTP/2 handshake failed: {source}")]
+    Handshake {
+        address: String,
+        #[source]
+        source: hyper::Error,
+    },
+    #[error("upstream TLS settings rejected: {0}")]
+    TlsConfig(String),
+}
+
+/// Builds the pool for a validated upstream config.
+pub fn pool(config: &UpstreamConfig) -> Result<Arc<Pool>, UpstreamError> {
+    let connector = connector::Connector::new(config)?;
+    Ok(Pool::new(connector, config.max_concurrent_streams))
+}
