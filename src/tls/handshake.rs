@@ -135,9 +135,16 @@ async fn accept_inner(tcp: TcpStream, config: Arc<ServerConfig>) -> Result<Accep
         Err(e) => return Err(Refusal::Io(e.to_string())),
     }
 
-    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
-        .await
-        .map_err(|e| classify_io(&e, &[]))?;
+    let mut lazy = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+    let start = match (&mut lazy).await {
+        Ok(start) => start,
+        Err(e) => {
+            if let Some(tcp) = lazy.take_io() {
+                tokio::spawn(linger_close(tcp));
+            }
+            return Err(classify_io(&e, &[]));
+        }
+    };
     let hello = start.client_hello();
     let offered: Vec<String> = hello
         .alpn()
@@ -149,15 +156,41 @@ async fn accept_inner(tcp: TcpStream, config: Arc<ServerConfig>) -> Result<Accep
         .unwrap_or_default();
     let sni = hello.server_name().map(str::to_owned);
 
-    let stream = start
-        .into_stream(config)
-        .await
-        .map_err(|e| classify_io(&e, &offered))?;
+    let mut stream = match start.into_stream(config).into_fallible().await {
+        Ok(stream) => stream,
+        Err((e, tcp)) => {
+            tokio::spawn(linger_close(tcp));
+            return Err(classify_io(&e, &offered));
+        }
+    };
     if stream.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
+        // The handshake itself completed (the client offered no ALPN at
+        // all): end it with close_notify.
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
         return Err(Refusal::NoAlpnH2 { offered });
     }
     Ok(Accepted { stream, sni })
 }
+
+/// Closes a refused connection so that the client reads the TLS alert that
+/// says why: send FIN after the alert, then read and discard what the client
+/// still sends (the rest of its handshake flight) for a moment. Closing with
+/// unread data would make the kernel send a RST, and the client would see
+/// "broken pipe" instead of the alert.
+async fn linger_close(mut tcp: TcpStream) {
+    let _ = tokio::time::timeout(LINGER, async {
+        let _ = tcp.shutdown().await;
+        let mut sink = [0u8; 4096];
+        while let Ok(n) = tcp.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+const LINGER: Duration = Duration::from_secs(1);
 
 /// A client that does not speak TLS: read enough to tell what it speaks,
 /// answer in its own protocol that TLS is required, and refuse.

@@ -41,10 +41,15 @@ pub enum ServerTlsError {
 /// CRL for the issuing CA only).
 pub fn server_config(material: &ServerTlsMaterial) -> Result<Arc<ServerConfig>, ServerTlsError> {
     let provider = provider();
+    // No CA names in the CertificateRequest: clients (Go's among them) then
+    // send their certificate even when it is from another CA, so the refusal
+    // is logged as "unknown CA" instead of a puzzling "no certificate"; it
+    // also keeps the CA list private and the handshake small.
     let mut verifier = WebPkiClientVerifier::builder_with_provider(
         material.client_roots.clone(),
         provider.clone(),
-    );
+    )
+    .clear_root_hint_subjects();
     if !material.crls.is_empty() {
         verifier = verifier
             .with_crls(material.crls.iter().cloned())

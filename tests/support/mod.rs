@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod fake_upstream;
 pub mod grpc;
 pub mod pki;
 pub mod proxy;
