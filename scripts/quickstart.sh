@@ -9,7 +9,8 @@
 #   scripts/quickstart.sh --demo     # run, demonstrate, exit
 #
 # Environment: QUICKSTART_LISTEN (default 127.0.0.1:7443),
-# QUICKSTART_UPSTREAM_PORT (default 7233), QUICKSTART_DIR (default dev-pki).
+# QUICKSTART_UPSTREAM_PORT (default 7233), QUICKSTART_DIR (default dev-pki),
+# QUICKSTART_PROXY_BIN (an already built binary; skips the build).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,9 +25,13 @@ PKI_DIR=${QUICKSTART_DIR:-dev-pki}
 # shellcheck source=scripts/tools.sh
 source scripts/tools.sh
 
-log "building temporal-mtls-proxy"
-cargo build --release --locked --bin temporal-mtls-proxy
-PROXY=$ROOT/target/release/temporal-mtls-proxy
+if [ -n "${QUICKSTART_PROXY_BIN:-}" ]; then
+    PROXY=$QUICKSTART_PROXY_BIN
+else
+    log "building temporal-mtls-proxy"
+    cargo build --release --locked --bin temporal-mtls-proxy
+    PROXY=$ROOT/target/release/temporal-mtls-proxy
+fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() { # wait_port PORT SECONDS

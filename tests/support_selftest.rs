@@ -365,29 +365,3 @@ async fn dynamic_config_is_passed() {
     assert_eq!(r.grpc_status, Some(code::OK), "{r:?}");
     assert!(r.elapsed < Duration::from_secs(6), "{:?}", r.elapsed);
 }
-
-/// A long poll held past 75 s that completes normally (what the proxy must
-/// allow). Takes 80 s, so it is opt-in: `cargo test --test support_selftest
-/// -- --ignored long_poll`.
-#[tokio::test]
-#[ignore = "takes 80 s; documents how to hold a long poll for 80 s against the dev server"]
-async fn long_poll_held_80s_completes_ok() {
-    let server =
-        TemporalServer::start_with(TemporalOpts::namespaces(&[NS]).long_polls_to_deadline()).await;
-    let conn = GrpcConn::connect(server.addr, None).await.expect("connect");
-    let r = conn
-        .unary(
-            grpc::path::POLL_WORKFLOW_TASK_QUEUE,
-            &pb::poll_workflow_task_queue(NS, "selftest-long-q", "selftest"),
-            &[("grpc-timeout", "80S")],
-        )
-        .await
-        .expect("long poll");
-    assert_eq!(r.grpc_status, Some(code::OK), "{r:?}");
-    assert!(pb::task_token(&r.message()).is_empty());
-    assert!(
-        r.elapsed >= Duration::from_secs(75) && r.elapsed < Duration::from_secs(81),
-        "{:?}",
-        r.elapsed
-    );
-}

@@ -1,0 +1,52 @@
+//! Nothing in the proxy cuts a call that the client and the frontend keep
+//! alive: a PollWorkflowTaskQueue held open for more than 75 s completes
+//! normally (OK, empty poll result) through the proxy.
+
+mod support;
+
+use std::time::Duration;
+
+use support::grpc::{pb, ClientTls, GrpcConn};
+use support::pki::TestPki;
+use support::proxy::{config, ProxyProcess};
+use support::temporal::{TemporalOpts, TemporalServer};
+
+#[tokio::test]
+async fn long_poll_of_80_seconds_completes() {
+    // The frontend holds a poll until the client's deadline (see
+    // TemporalOpts::long_polls_to_deadline): 80 s here, answered at ~79 s.
+    let temporal =
+        TemporalServer::start_with(TemporalOpts::default().long_polls_to_deadline()).await;
+    let pki = TestPki::new();
+    let proxy = ProxyProcess::start(&config(&pki, &temporal.url(), "")).await;
+    let conn = GrpcConn::connect(
+        proxy.addr,
+        Some(&ClientTls::mtls(
+            &pki.ca,
+            &pki.client.cert,
+            &pki.client.key,
+            "localhost",
+        )),
+    )
+    .await
+    .unwrap();
+    let reply = conn
+        .unary_timeout(
+            "/temporal.api.workflowservice.v1.WorkflowService/PollWorkflowTaskQueue",
+            &pb::poll_workflow_task_queue("default", "long-poll-queue", "long-poll-test"),
+            &[("grpc-timeout", "80S")],
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    assert!(reply.is_ok(), "{reply:?}");
+    assert!(
+        pb::task_token(&reply.message()).is_empty(),
+        "an empty poll result"
+    );
+    assert!(
+        reply.elapsed >= Duration::from_secs(75),
+        "the poll was held {:?}",
+        reply.elapsed
+    );
+}
