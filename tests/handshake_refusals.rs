@@ -235,3 +235,49 @@ async fn good_and_intermediate_issued_certificates_are_accepted() {
         proxy.logs()
     );
 }
+
+async fn curl_tls12(pki: &TestPki, proxy: &ProxyProcess) -> std::process::Output {
+    tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "--tlsv1.2",
+            "--tls-max",
+            "1.2",
+            "--max-time",
+            "10",
+        ])
+        .args([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            "--cacert",
+        ])
+        .arg(&pki.ca)
+        .arg("--cert")
+        .arg(&pki.client.cert)
+        .arg("--key")
+        .arg(&pki.client.key)
+        .arg(format!("https://localhost:{}/", proxy.addr.port()))
+        .output()
+        .await
+        .expect("curl")
+}
+
+/// TLS 1.2 is served by default and refused with `min_version = "1.3"`.
+#[tokio::test]
+async fn min_version_is_enforced() {
+    let pki = TestPki::new();
+    let default = ProxyProcess::start(&config(&pki, "http://127.0.0.1:9", "")).await;
+    let out = curl_tls12(&pki, &default).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200", "{out:?}");
+
+    let text = config(&pki, "http://127.0.0.1:9", "")
+        .replace("[upstream]", "min_version = \"1.3\"\n[upstream]");
+    let strict = ProxyProcess::start(&text).await;
+    let out = curl_tls12(&pki, &strict).await;
+    assert!(!out.status.success());
+    assert_contains(&String::from_utf8_lossy(&out.stderr), "protocol version");
+    assert_contains(&strict.refusal_reason("incompatible").await, "TLS version");
+}
