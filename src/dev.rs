@@ -158,7 +158,11 @@ impl DevPki {
             "# Written by `temporal-mtls-proxy dev`. Development only.\n\
              [listen]\naddress = \"{listen}\"\n\n\
              [tls]\ncert = {server_cert:?}\nkey = {server_key:?}\nclient_ca = {ca:?}\n\n\
-             [upstream]\naddress = \"{upstream}\"\n",
+             [upstream]\naddress = \"{upstream}\"\n\n\
+             # Who may call what: the dev client is admin of every namespace.\n\
+             [authz]\nmode = \"enforce\"\n\n\
+             [[authz.rule]]\nname = \"dev-client-admin\"\nmatch = {{ cn = \"dev-client\" }}\n\
+             namespaces = [\"*\"]\nroles = [\"admin\"]\n",
             server_cert = self.server_cert.display().to_string(),
             server_key = self.server_key.display().to_string(),
             ca = self.ca.display().to_string(),
@@ -200,6 +204,7 @@ mod tests {
         let text = pki.config_toml("127.0.0.1:0", "http://127.0.0.1:7233");
         let config = crate::config::Config::from_toml(&text, &dir, "dev").unwrap();
         assert_eq!(config.upstream.port, 7233);
+        assert_eq!(config.authz.expect("dev policy").rules.len(), 1);
         // A second call reuses the files.
         let before = std::fs::read(&pki.ca).unwrap();
         DevPki::ensure(&dir).unwrap();

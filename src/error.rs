@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use tonic::{Code, Status};
 
+use crate::authz::Denied;
+use crate::grpc::frame::FrameError;
+use crate::temporal::wire::WireError;
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +25,77 @@ pub enum ProxyError {
     /// The upstream ended the response without a gRPC status.
     #[error("upstream ended the response without grpc-status")]
     UpstreamNoStatus,
+    /// The policy does not allow this identity this call.
+    #[error("{}", denied_message(who, method, namespace.as_deref(), *known_method, reason))]
+    Denied {
+        who: String,
+        method: String,
+        namespace: Option<String>,
+        known_method: bool,
+        reason: Denied,
+    },
+    /// The `temporal-namespace` header names another namespace than the
+    /// request itself.
+    #[error(
+        "temporal-namespace header {header:?} disagrees with the request's namespace {body:?}"
+    )]
+    NamespaceMismatch { header: String, body: String },
+    /// The request's first gRPC message could not be read.
+    #[error("{method} request: {source}")]
+    Message {
+        method: &'static str,
+        #[source]
+        source: FrameError,
+    },
+    /// The request's protobuf is malformed.
+    #[error("{method} request is not valid protobuf: {source}")]
+    Protobuf {
+        method: &'static str,
+        #[source]
+        source: WireError,
+    },
+}
+
+fn denied_message(
+    who: &str,
+    method: &str,
+    namespace: Option<&str>,
+    known_method: bool,
+    reason: &Denied,
+) -> String {
+    let target = match namespace {
+        Some(ns) => format!("{method} on namespace {ns:?}"),
+        None => method.to_owned(),
+    };
+    let why = match reason {
+        Denied::NoMatchingRule => "no authorization rule matches this certificate",
+        Denied::NotGranted => "no rule grants it",
+        Denied::UnknownMethod if !known_method => {
+            "the method is not in this proxy's Temporal method table (a newer API?) and no rule names it"
+        }
+        Denied::UnknownMethod => "no rule names it",
+    };
+    format!("permission denied: {who} may not call {target}: {why}")
+}
+
+impl ProxyError {
+    /// A short stable label (audit lines, metrics).
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProxyError::Upstream(_) => "upstream_unavailable",
+            ProxyError::UpstreamCall(_) => "upstream_call_failed",
+            ProxyError::UpstreamBody(_) => "upstream_response_failed",
+            ProxyError::UpstreamNoStatus => "upstream_no_status",
+            ProxyError::Denied { reason, .. } => reason.label(),
+            ProxyError::NamespaceMismatch { .. } => "namespace_header_mismatch",
+            ProxyError::Message {
+                source: FrameError::TooLarge { .. },
+                ..
+            } => "message_too_large",
+            ProxyError::Message { .. } => "bad_message",
+            ProxyError::Protobuf { .. } => "malformed_protobuf",
+        }
+    }
 }
 
 /// The gRPC status a client receives for `err`. Transport failures toward
@@ -36,6 +110,15 @@ pub fn status_of(err: &ProxyError) -> Status {
             Code::Internal,
             "upstream ended the response without grpc-status",
         ),
+        ProxyError::Denied { .. } => Status::permission_denied(err.to_string()),
+        ProxyError::NamespaceMismatch { .. } | ProxyError::Protobuf { .. } => {
+            Status::invalid_argument(err.to_string())
+        }
+        ProxyError::Message { source, .. } => match source {
+            FrameError::TooLarge { .. } => Status::resource_exhausted(err.to_string()),
+            FrameError::Body(_) => Status::cancelled(err.to_string()),
+            _ => Status::invalid_argument(err.to_string()),
+        },
     }
 }
 
@@ -110,6 +193,60 @@ mod tests {
             "{}",
             s.message()
         );
+    }
+
+    #[test]
+    fn denial_names_identity_method_and_namespace() {
+        let err = ProxyError::Denied {
+            who: "spiffe://example.org/ns/payments/sa/worker".into(),
+            method: "StartWorkflowExecution".into(),
+            namespace: Some("billing".into()),
+            known_method: true,
+            reason: Denied::NotGranted,
+        };
+        let s = status_of(&err);
+        assert_eq!(s.code(), Code::PermissionDenied);
+        assert_eq!(
+            s.message(),
+            "permission denied: spiffe://example.org/ns/payments/sa/worker may not call StartWorkflowExecution on namespace \"billing\": no rule grants it"
+        );
+    }
+
+    #[test]
+    fn unknown_method_says_so() {
+        let err = ProxyError::Denied {
+            who: "cn".into(),
+            method: "BrandNewRpc".into(),
+            namespace: None,
+            known_method: false,
+            reason: Denied::UnknownMethod,
+        };
+        assert!(status_of(&err)
+            .message()
+            .contains("not in this proxy's Temporal method table"));
+    }
+
+    #[test]
+    fn bad_requests_are_invalid_argument_and_oversize_is_resource_exhausted() {
+        let mismatch = ProxyError::NamespaceMismatch {
+            header: "a".into(),
+            body: "b".into(),
+        };
+        assert_eq!(status_of(&mismatch).code(), Code::InvalidArgument);
+        let malformed = ProxyError::Protobuf {
+            method: "DescribeNamespace",
+            source: WireError::Truncated,
+        };
+        assert_eq!(status_of(&malformed).code(), Code::InvalidArgument);
+        let large = ProxyError::Message {
+            method: "StartWorkflowExecution",
+            source: FrameError::TooLarge {
+                size: 5 << 20,
+                limit: 4 << 20,
+                decompressed: false,
+            },
+        };
+        assert_eq!(status_of(&large).code(), Code::ResourceExhausted);
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //!    must be `h2`; refusals are logged with a reason in plain words.
 //! 3. hyper serves HTTP/2 on the connection; each call passes through the
 //!    tower stack assembled in `server::stack` (one layer per file in
-//!    `layers`).
+//!    `layers`): audit, error rescue, identity headers, and authorization,
+//!    which reads the Temporal namespace from the request's protobuf
+//!    (`grpc::frame`, `temporal::wire`) and decides by the method table
+//!    (`temporal::methods`) and the policy (`authz`).
 //! 4. `upstream::Forward` sends the call to the frontend on a pooled HTTP/2
 //!    connection (`upstream::pool`) and streams the response back through
 //!    `grpc::ResponseBody`, which guarantees every call ends with a gRPC
@@ -18,6 +21,8 @@
 //! Errors become gRPC statuses in one place: `error::status_of`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod audit;
+pub mod authz;
 pub mod config;
 pub mod dev;
 pub mod error;
@@ -25,6 +30,7 @@ pub mod grpc;
 pub mod layers;
 pub mod logging;
 pub mod server;
+pub mod temporal;
 pub mod tls;
 pub mod upstream;
 
@@ -48,6 +54,8 @@ pub enum RunError {
     ServerTls(#[from] tls::server::ServerTlsError),
     #[error(transparent)]
     Upstream(#[from] upstream::UpstreamError),
+    #[error(transparent)]
+    Audit(#[from] audit::sink::SinkError),
 }
 
 /// Binds the configured listen address.
@@ -68,12 +76,32 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let server_tls = tls::server::server_config(&config.tls.material)?;
     let pool = upstream::pool(&config.upstream)?;
+    let audit = match &config.audit {
+        Some(a) => Some(audit::sink::AuditSink::spawn(a.target.clone(), a.buffer)?),
+        None => None,
+    };
+    let audit_finished = audit.as_ref().map(audit::sink::AuditSink::finished);
+    match &config.authz {
+        Some(policy) => tracing::info!(
+            mode = ?policy.mode,
+            rules = policy.rules.len(),
+            "authorization on"
+        ),
+        None => tracing::warn!(
+            "no [authz] section: every client with a valid certificate may call every method on every namespace"
+        ),
+    }
     let shared = Arc::new(server::Shared::new(
         server_tls,
         config.tls.handshake_timeout,
         config.shutdown.drain_timeout,
         pool,
         config.upstream.tls.is_some(),
+        server::CallPolicy {
+            policy: config.authz.clone().map(Arc::new),
+            identity: config.identity.clone(),
+            audit,
+        },
     ));
     let local = listener.local_addr().map_err(|source| RunError::Bind {
         address: config.listen.address,
@@ -85,5 +113,10 @@ pub async fn run(
         "listening (mTLS, HTTP/2)"
     );
     server::serve(listener, shared, shutdown).await;
+    // The last audit lines are written before the process exits (bounded:
+    // a connection cut at the drain timeout may still hold a sink handle).
+    if let Some(finished) = audit_finished {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), finished.wait()).await;
+    }
     Ok(())
 }

@@ -184,11 +184,34 @@ async fn metadata_passes_and_trailers_come_back() {
                 ("temporal-namespace", "default"),
                 ("client-name", "temporal-python"),
                 ("x-custom-bin", "AAEC"),
+                (
+                    "x-forwarded-client-cert",
+                    "Hash=forged;Subject=\"CN=admin\"",
+                ),
             ],
         )
         .await
         .unwrap();
     assert!(reply.is_ok(), "{reply:?}");
+    // The client's own identity claim is replaced by the verified one.
+    let fingerprint: String =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &pki.client.der)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    let xfcc = reply
+        .metadata("echo-x-forwarded-client-cert")
+        .expect("identity header");
+    assert!(
+        xfcc.starts_with(&format!("Hash={fingerprint};Subject=\"")),
+        "{xfcc}"
+    );
+    assert!(
+        xfcc.contains(";URI=spiffe://example.org/ns/payments/sa/worker"),
+        "{xfcc}"
+    );
+    assert!(!xfcc.contains("forged"), "{xfcc}");
     assert_eq!(reply.message(), &b"payload"[..]);
     for (name, value) in [
         ("echo-grpc-timeout", "70S"),

@@ -79,9 +79,24 @@ async fn unavailable_while_down_and_recovers_without_restart() {
     assert!(reply.is_ok(), "{reply:?}");
     assert!(pb::server_version(&reply.message()).is_some());
 
-    // It dies (its connections with it) and comes back again.
+    // It dies (its connections with it) and comes back again. A call that
+    // was on the dying connection may learn of it first ("connection
+    // failed"); every call is UNAVAILABLE, and soon they say unreachable.
     temporal.stop().await;
-    let reply = system_info(&conn).await;
+    let mut reply = system_info(&conn).await;
+    for _ in 0..20 {
+        assert_eq!(reply.grpc_status, Some(14), "{reply:?}");
+        if reply
+            .grpc_message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("unreachable")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        reply = system_info(&conn).await;
+    }
     assert_unavailable(&reply, port);
     temporal.restart().await;
     let reply = until_ok(&conn).await;

@@ -3,6 +3,7 @@
 //! reported at once, each naming its key. TLS files are loaded and checked
 //! during validation, so a config that validates is one the proxy can serve.
 
+mod authz;
 mod raw;
 mod validate;
 
@@ -24,6 +25,28 @@ pub struct Config {
     pub tls: TlsConfig,
     pub upstream: UpstreamConfig,
     pub shutdown: ShutdownConfig,
+    /// `None` when there is no `[authz]` section: every authenticated client
+    /// may call everything.
+    pub authz: Option<crate::authz::Policy>,
+    pub identity: IdentityHeaderConfig,
+    /// `None` when there is no `[audit]` section.
+    pub audit: Option<AuditConfig>,
+}
+
+/// The verified identity sent upstream, and the client headers removed.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaderConfig {
+    /// `None` disables the header.
+    pub header: Option<http::HeaderName>,
+    /// Headers removed from every client request (always includes `header`).
+    pub strip: Vec<http::HeaderName>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub target: crate::audit::sink::SinkTarget,
+    /// Lines buffered before new ones are dropped (and counted).
+    pub buffer: usize,
 }
 
 #[derive(Debug, Clone)]

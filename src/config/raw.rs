@@ -11,6 +11,9 @@ pub struct RawConfig {
     pub tls: Option<RawTls>,
     pub upstream: Option<RawUpstream>,
     pub shutdown: Option<RawShutdown>,
+    pub authz: Option<RawAuthz>,
+    pub identity: Option<RawIdentity>,
+    pub audit: Option<RawAudit>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,4 +49,48 @@ pub struct RawUpstream {
 #[serde(deny_unknown_fields)]
 pub struct RawShutdown {
     pub drain_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthz {
+    pub mode: Option<String>,
+    pub rule: Option<Vec<RawRule>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: Option<String>,
+    #[serde(rename = "match")]
+    pub matcher: Option<RawMatch>,
+    pub namespaces: Option<Vec<String>>,
+    pub roles: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub cn: Option<String>,
+    pub o: Option<String>,
+    pub ou: Option<String>,
+    pub dns: Option<String>,
+    pub uri: Option<String>,
+    pub email: Option<String>,
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub header: Option<String>,
+    pub strip: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub sink: Option<String>,
+    pub buffer: Option<usize>,
 }

@@ -47,10 +47,14 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_UPSTREAM_STREAMS: u32 = 100;
 
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, key: &str, message: impl Into<String>) {
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn add(&mut self, key: &str, message: impl Into<String>) {
         self.0.push(Problem {
             key: key.to_owned(),
             message: message.into(),
@@ -94,7 +98,7 @@ impl Problems {
     }
 }
 
-fn resolve(base: &Path, path: &str) -> PathBuf {
+pub(super) fn resolve(base: &Path, path: &str) -> PathBuf {
     let p = Path::new(path);
     if p.is_absolute() {
         p.to_owned()
@@ -123,6 +127,9 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Proble
     let tls = validate_tls(&mut p, raw.tls.unwrap_or_default(), base);
     let upstream = validate_upstream(&mut p, raw.upstream.unwrap_or_default(), base);
     let shutdown = validate_shutdown(&mut p, raw.shutdown.unwrap_or_default());
+    let authz = super::authz::validate_authz(&mut p, raw.authz);
+    let identity = super::authz::validate_identity(&mut p, raw.identity);
+    let audit = super::authz::validate_audit(&mut p, raw.audit, base);
 
     match (address, tls, upstream) {
         (Some(address), Some(tls), Some(upstream)) if p.0.is_empty() => Ok(Config {
@@ -130,6 +137,9 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Proble
             tls,
             upstream,
             shutdown,
+            authz,
+            identity,
+            audit,
         }),
         _ => Err(p.0),
     }

@@ -1,7 +1,8 @@
 //! The response body toward the client. It streams the upstream's frames as
 //! they come and guarantees the call ends with a gRPC status: if the upstream
 //! stream fails mid-way, or ends without `grpc-status`, the client gets
-//! trailers saying so instead of a reset or a silently truncated call.
+//! trailers saying so instead of a reset or a silently truncated call. An
+//! optional hook learns how the call ended (status, bytes), for audit.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,9 +15,22 @@ use hyper::body::Incoming;
 use crate::error::{status_of, ProxyError};
 use crate::upstream::StreamLease;
 
+/// Told once how a call ended: its grpc-status (`None` when the client went
+/// away first) and the response bytes sent.
+pub trait CallEnd: Send {
+    fn ended(self: Box<Self>, grpc_status: Option<i32>, response_bytes: u64);
+}
+
 #[derive(Default)]
 pub struct ResponseBody {
     state: State,
+    hook: Option<Hook>,
+}
+
+struct Hook {
+    end: Box<dyn CallEnd>,
+    status: Option<i32>,
+    bytes: u64,
 }
 
 #[derive(Default)]
@@ -43,7 +57,18 @@ impl ResponseBody {
                 needs_status,
                 _lease: lease,
             },
+            hook: None,
         }
+    }
+
+    /// Calls `end` when the call ends. `status` is the grpc-status already
+    /// known from the response headers (trailers-only responses).
+    pub fn on_end(&mut self, end: Box<dyn CallEnd>, status: Option<i32>) {
+        self.hook = Some(Hook {
+            end,
+            status,
+            bytes: 0,
+        });
     }
 
     fn finish_with(
@@ -57,7 +82,34 @@ impl ResponseBody {
         if status.add_header(&mut trailers).is_err() {
             trailers.insert("grpc-status", http::HeaderValue::from_static("13"));
         }
+        self.observe_trailers(&trailers);
         Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+
+    fn observe_trailers(&mut self, trailers: &HeaderMap) {
+        if let Some(hook) = &mut self.hook {
+            hook.status = grpc_status(trailers).or(hook.status);
+        }
+    }
+
+    fn fire(&mut self) {
+        if let Some(hook) = self.hook.take() {
+            hook.end.ended(hook.status, hook.bytes);
+        }
+    }
+}
+
+/// The numeric `grpc-status` in `headers`, if any.
+pub fn grpc_status(headers: &HeaderMap) -> Option<i32> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.fire();
     }
 }
 
@@ -74,13 +126,19 @@ impl Body for ResponseBody {
             body, needs_status, ..
         } = &mut this.state
         else {
+            this.fire();
             return Poll::Ready(None);
         };
         match Pin::new(body).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
-                if frame.is_trailers() {
+                if let Some(trailers) = frame.trailers_ref() {
                     *needs_status = false;
+                    if let Some(hook) = &mut this.hook {
+                        hook.status = grpc_status(trailers).or(hook.status);
+                    }
+                } else if let (Some(data), Some(hook)) = (frame.data_ref(), &mut this.hook) {
+                    hook.bytes += data.len() as u64;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -90,6 +148,7 @@ impl Body for ResponseBody {
                     this.finish_with(ProxyError::UpstreamNoStatus)
                 } else {
                     this.state = State::Done;
+                    this.fire();
                     Poll::Ready(None)
                 }
             }

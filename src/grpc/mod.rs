@@ -1,8 +1,13 @@
-//! gRPC on the wire: the response body that turns upstream failures into
-//! trailers (`body`), and trailers-only status responses (`status`).
+//! gRPC on the wire: length-prefixed messages (`frame`), the request body
+//! replayed after inspection (`replay`), the response body that turns
+//! upstream failures into trailers (`body`), and trailers-only status
+//! responses (`status`).
 
 mod body;
+pub mod frame;
+mod replay;
 mod status;
 
-pub use body::ResponseBody;
+pub use body::{grpc_status, CallEnd, ResponseBody};
+pub use replay::Replay;
 pub use status::status_response;

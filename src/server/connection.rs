@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{stack, ConnectionInfo, Shared};
 use crate::tls::handshake;
+use crate::tls::identity::PeerIdentity;
 
 pub async fn handle(
     tcp: TcpStream,
@@ -31,19 +32,33 @@ pub async fn handle(
             return;
         }
     };
-    let client_cert = accepted
+    // The certificate was verified by the handshake; parsing it cannot fail
+    // for a certificate webpki accepted, but if it does, refuse rather than
+    // serve an identity we cannot read.
+    let leaf = accepted
         .stream
         .get_ref()
         .1
         .peer_certificates()
-        .and_then(|certs| certs.first())
-        .map(|c| c.clone().into_owned());
+        .and_then(|certs| certs.first());
+    let identity = match leaf.map(|der| PeerIdentity::from_der(der)) {
+        Some(Ok(id)) => Some(Arc::new(id)),
+        Some(Err(e)) => {
+            tracing::warn!(peer = %peer, error = %e, "connection refused: client certificate unreadable");
+            return;
+        }
+        None => None,
+    };
     let info = Arc::new(ConnectionInfo {
         peer,
-        client_cert,
+        identity,
         sni: accepted.sni,
     });
-    tracing::debug!(peer = %peer, "connection accepted");
+    tracing::debug!(
+        peer = %peer,
+        identity = info.identity.as_deref().map(PeerIdentity::display_name).unwrap_or(""),
+        "connection accepted"
+    );
 
     let service = TowerToHyperService::new(stack::build(&shared, info));
     let conn = shared

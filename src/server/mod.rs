@@ -12,20 +12,23 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::pki_types::CertificateDer;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::sink::AuditSink;
+use crate::authz::Policy;
+use crate::config::IdentityHeaderConfig;
+use crate::tls::identity::PeerIdentity;
 use crate::upstream::{Forward, Pool};
 
 /// What the proxy knows about a client connection, shared by its calls.
 #[derive(Debug)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
-    /// The verified client certificate (leaf).
-    pub client_cert: Option<CertificateDer<'static>>,
+    /// The verified client certificate's identity, read once.
+    pub identity: Option<Arc<PeerIdentity>>,
     /// The server name the client asked for (SNI), if any.
     pub sni: Option<String>,
 }
@@ -39,6 +42,19 @@ pub struct Shared {
     pub h2: hyper::server::conn::http2::Builder<TokioExecutor>,
     pub forward: Forward,
     pub pool: Arc<Pool>,
+    /// `None`: no `[authz]`, every authenticated client may call anything.
+    pub policy: Option<Arc<Policy>>,
+    /// Headers stripped from client requests, and the identity header set.
+    pub strip_headers: Arc<[http::HeaderName]>,
+    pub identity_header: Option<http::HeaderName>,
+    pub audit: Option<AuditSink>,
+}
+
+/// The parts of `Shared` that are about calls rather than connections.
+pub struct CallPolicy {
+    pub policy: Option<Arc<Policy>>,
+    pub identity: IdentityHeaderConfig,
+    pub audit: Option<AuditSink>,
 }
 
 impl Shared {
@@ -48,6 +64,7 @@ impl Shared {
         drain_timeout: Duration,
         pool: Arc<Pool>,
         upstream_tls: bool,
+        calls: CallPolicy,
     ) -> Shared {
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
@@ -65,6 +82,10 @@ impl Shared {
             h2,
             forward: Forward::new(pool.clone(), upstream_tls),
             pool,
+            policy: calls.policy,
+            strip_headers: Arc::from(calls.identity.strip),
+            identity_header: calls.identity.header,
+            audit: calls.audit,
         }
     }
 }

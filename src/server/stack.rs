@@ -1,6 +1,7 @@
 //! The one place where the layers a call passes through are put in order.
 //! Read top to bottom: the first layer sees the request first and the
-//! response last.
+//! response last. Layers are built per connection, with what that
+//! connection's calls share (peer, identity, the rules it matched).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -12,7 +13,9 @@ use tower_service::Service;
 
 use super::{ConnectionInfo, Shared};
 use crate::grpc::ResponseBody;
-use crate::layers::connection_info::ConnectionInfoLayer;
+use crate::layers::audit::AuditLayer;
+use crate::layers::authz::{AuthzLayer, ConnAuthz, DEFAULT_MAX_REQUEST_MESSAGE};
+use crate::layers::identity_header::IdentityHeaderLayer;
 use crate::layers::rescue::RescueLayer;
 
 /// Builds the stack for one connection.
@@ -27,13 +30,31 @@ pub fn build(
 > + Clone
        + Send
        + 'static {
+    let identity = info.identity.as_deref();
+    let authz = match (&shared.policy, identity) {
+        (Some(policy), Some(id)) => Some(Arc::new(ConnAuthz {
+            grants: policy.grants_for(id),
+            who: id.display_name().to_owned(),
+            max_message: DEFAULT_MAX_REQUEST_MESSAGE,
+        })),
+        _ => None,
+    };
     ServiceBuilder::new()
-        // Outermost, so that an error from any layer below, or from the
-        // upstream, reaches the client as a gRPC status (never a reset).
+        // Outermost: sees every call, including those the proxy answers
+        // itself, and writes its audit line when the response ends.
+        .layer(AuditLayer::new(shared.audit.clone(), info.clone()))
+        // Any error from below (denials, bad requests, upstream failures)
+        // becomes a gRPC status here, never a reset.
         .layer(RescueLayer)
-        // Who is calling: peer address and verified certificate, for every
-        // policy layer below.
-        .layer(ConnectionInfoLayer::new(info))
+        // Client-asserted identity headers go; the verified identity is set.
+        // Before authorization, so nothing below sees a forged header.
+        .layer(IdentityHeaderLayer::new(
+            shared.strip_headers.clone(),
+            shared.identity_header.as_ref(),
+            identity,
+        ))
+        // Who may call what, on which namespace (reads the first message).
+        .layer(AuthzLayer::new(authz))
         // Innermost: the call goes to the Temporal frontend.
         .service(shared.forward.clone())
 }

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod handshake;
+pub mod identity;
 pub mod material;
 pub mod server;
 
