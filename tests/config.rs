@@ -189,6 +189,10 @@ fn example_config_is_valid() {
         .replace(
             "/etc/temporal-mtls-proxy/tls/client-ca.pem",
             &pki.ca.display().to_string(),
+        )
+        .replace(
+            "/var/log/temporal-mtls-proxy/audit.log",
+            &pki.dir.path().join("audit.log").display().to_string(),
         );
     let out = check(&text);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -224,4 +228,89 @@ fn example_config_is_valid() {
         );
     let out = check(&uncommented);
     assert!(out.status.success(), "{}\n{uncommented}", stderr(&out));
+}
+
+#[test]
+fn invalid_policy_is_reported_rule_by_rule() {
+    let pki = TestPki::new();
+    let config = format!(
+        "{}\n{}",
+        support::proxy::config(&pki, "http://127.0.0.1:7233", ""),
+        r#"
+[authz]
+mode = "strict"
+
+[[authz.rule]]
+name = "bad-role"
+match = { ou = "payments" }
+namespaces = ["payments"]
+roles = ["superuser"]
+
+[[authz.rule]]
+name = "bad-glob"
+match = { cn = "a*b" }
+namespaces = ["*team*"]
+roles = ["reader"]
+
+[[authz.rule]]
+name = "empty-match"
+match = {}
+namespaces = ["x"]
+roles = ["reader"]
+
+[[authz.rule]]
+name = "bad-method"
+match = { cn = "x" }
+namespaces = ["x"]
+methods = ["NewMethod"]
+
+[[authz.rule]]
+name = "bad-role"
+match = { cn = "y" }
+roles = ["admin"]
+"#
+    );
+    let out = check(&config);
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    for expected in [
+        "authz.mode: \"strict\" is not a mode",
+        "authz.rule[0] (\"bad-role\").roles: unknown role \"superuser\"",
+        "authz.rule[1] (\"bad-glob\").match.cn: \"a*b\"",
+        "authz.rule[1] (\"bad-glob\").namespaces: \"*team*\"",
+        "authz.rule[2] (\"empty-match\").match: is empty",
+        "authz.rule[3] (\"bad-method\").methods: \"NewMethod\" is not a method path",
+        "authz.rule[4] (\"bad-role\"): another rule has the same name",
+        "authz.rule[4] (\"bad-role\").namespaces: is required",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn valid_policy_audit_and_identity_sections_pass() {
+    let pki = TestPki::new();
+    let config = format!(
+        "{}\n{}",
+        support::proxy::config(&pki, "http://127.0.0.1:7233", ""),
+        r#"
+[authz]
+mode = "audit"
+[[authz.rule]]
+name = "payments-workers"
+match = { ou = "payments", uri = "spiffe://example.org/ns/payments/*" }
+namespaces = ["payments", "payments-*"]
+roles = ["worker", "writer"]
+
+[identity]
+header = "x-client-identity"
+strip = ["x-forwarded-client-cert", "x-user"]
+
+[audit]
+sink = "stdout"
+buffer = 1024
+"#
+    );
+    let out = check(&config);
+    assert!(out.status.success(), "{}", stderr(&out));
 }

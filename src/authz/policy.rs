@@ -279,3 +279,240 @@ impl Grants {
             .ok_or(Denied::NotGranted)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::temporal::methods::lookup;
+
+    const WS: &str = "/temporal.api.workflowservice.v1.WorkflowService/";
+
+    fn rule(
+        name: &str,
+        matchers: &[(Field, &str)],
+        namespaces: &[&str],
+        roles: &[Role],
+    ) -> Arc<Rule> {
+        Arc::new(Rule {
+            name: Arc::from(name),
+            matchers: matchers
+                .iter()
+                .map(|(f, p)| (*f, Pattern::parse(p, f.kind()).unwrap()))
+                .collect(),
+            namespaces: namespaces
+                .iter()
+                .map(|n| Pattern::parse(n, FieldKind::Namespace).unwrap())
+                .collect(),
+            roles: roles.to_vec(),
+            methods: vec![],
+        })
+    }
+
+    fn identity(cn: &str, ou: &[&str], uri: &[&str]) -> PeerIdentity {
+        PeerIdentity {
+            subject: format!("CN={cn}"),
+            cn: vec![cn.into()],
+            o: vec!["Example".into()],
+            ou: ou.iter().map(|s| s.to_string()).collect(),
+            dns: vec![],
+            uri: uri.iter().map(|s| s.to_string()).collect(),
+            email: vec![],
+            ip: vec![],
+            spiffe_id: None,
+            serial: "01".into(),
+            fingerprint_sha256: "AB".repeat(32),
+            not_after: std::time::SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn decide(grants: &Grants, method: &str, ns: Option<&str>) -> Decision {
+        let path = format!("{WS}{method}");
+        grants.decide(lookup(&path).unwrap(), &path, ns)
+    }
+
+    fn policy(rules: Vec<Arc<Rule>>) -> Policy {
+        Policy {
+            mode: Mode::Enforce,
+            rules,
+        }
+    }
+
+    #[test]
+    fn every_named_field_must_match_some_value() {
+        let p = policy(vec![rule(
+            "r",
+            &[
+                (Field::Ou, "payments"),
+                (Field::Uri, "spiffe://example.org/ns/payments/*"),
+            ],
+            &["payments"],
+            &[Role::Reader],
+        )]);
+        // Both fields match (OU among several values, case-insensitively).
+        let both = identity(
+            "w",
+            &["ops", "PAYMENTS"],
+            &["spiffe://example.org/ns/payments/sa/w"],
+        );
+        assert!(!p.grants_for(&both).is_empty());
+        // One field alone is not enough.
+        assert!(p.grants_for(&identity("w", &["payments"], &[])).is_empty());
+        // URI paths are case-sensitive.
+        let wrong_case = identity(
+            "w",
+            &["payments"],
+            &["spiffe://example.org/NS/payments/sa/w"],
+        );
+        assert!(p.grants_for(&wrong_case).is_empty());
+        // Fingerprints match in any case.
+        let fp = policy(vec![rule(
+            "fp",
+            &[(Field::Fingerprint, &"ab".repeat(32))],
+            &["*"],
+            &[Role::Admin],
+        )]);
+        assert!(!fp.grants_for(&identity("x", &[], &[])).is_empty());
+    }
+
+    #[test]
+    fn roles_mean_what_they_mean_in_temporal() {
+        let p = policy(vec![
+            rule(
+                "readers",
+                &[(Field::Cn, "reader")],
+                &["ns"],
+                &[Role::Reader],
+            ),
+            rule(
+                "writers",
+                &[(Field::Cn, "writer")],
+                &["ns"],
+                &[Role::Writer],
+            ),
+            rule(
+                "workers",
+                &[(Field::Cn, "worker")],
+                &["ns"],
+                &[Role::Worker],
+            ),
+            rule("admins", &[(Field::Cn, "admin")], &["ns"], &[Role::Admin]),
+        ]);
+        let g = |cn| p.grants_for(&identity(cn, &[], &[]));
+        let ns = Some("ns");
+        // Reads.
+        for who in ["reader", "writer", "admin"] {
+            assert!(decide(&g(who), "DescribeNamespace", ns).is_ok(), "{who}");
+            assert!(
+                decide(&g(who), "ListWorkflowExecutions", ns).is_ok(),
+                "{who}"
+            );
+        }
+        assert!(decide(&g("worker"), "ListWorkflowExecutions", ns).is_err());
+        // Writes.
+        assert!(decide(&g("reader"), "StartWorkflowExecution", ns).is_err());
+        assert!(decide(&g("writer"), "StartWorkflowExecution", ns).is_ok());
+        assert!(decide(&g("writer"), "TerminateWorkflowExecution", ns).is_ok());
+        // Worker calls.
+        for m in [
+            "PollWorkflowTaskQueue",
+            "RespondWorkflowTaskCompleted",
+            "RecordActivityTaskHeartbeat",
+            "GetWorkflowExecutionHistory",
+        ] {
+            assert!(decide(&g("worker"), m, ns).is_ok(), "worker {m}");
+        }
+        assert!(decide(&g("worker"), "StartWorkflowExecution", ns).is_err());
+        // Admin-class calls in the namespace.
+        assert!(decide(&g("writer"), "UpdateNamespace", ns).is_err());
+        assert!(decide(&g("admin"), "UpdateNamespace", ns).is_ok());
+        // Nothing outside the namespace.
+        assert_eq!(
+            decide(&g("admin"), "DescribeNamespace", Some("other")),
+            Err(Denied::NotGranted)
+        );
+    }
+
+    #[test]
+    fn permissions_are_the_union_of_matching_rules() {
+        let p = policy(vec![
+            rule("a-read", &[(Field::Ou, "team")], &["a"], &[Role::Reader]),
+            rule("b-write", &[(Field::Cn, "svc")], &["b-*"], &[Role::Writer]),
+        ]);
+        let g = p.grants_for(&identity("svc", &["team"], &[]));
+        assert_eq!(
+            decide(&g, "DescribeNamespace", Some("a")),
+            Ok(Allowed::Rule(Arc::from("a-read")))
+        );
+        assert_eq!(
+            decide(&g, "StartWorkflowExecution", Some("b-1")),
+            Ok(Allowed::Rule(Arc::from("b-write")))
+        );
+        assert!(decide(&g, "StartWorkflowExecution", Some("a")).is_err());
+    }
+
+    #[test]
+    fn cluster_scope_needs_a_rule_on_every_namespace() {
+        let p = policy(vec![
+            rule(
+                "ns-admin",
+                &[(Field::Cn, "nsadmin")],
+                &["prod-*"],
+                &[Role::Admin],
+            ),
+            rule(
+                "global-reader",
+                &[(Field::Cn, "auditor")],
+                &["*"],
+                &[Role::Reader],
+            ),
+            rule(
+                "global-admin",
+                &[(Field::Cn, "root")],
+                &["*"],
+                &[Role::Admin],
+            ),
+        ]);
+        let g = |cn| p.grants_for(&identity(cn, &[], &[]));
+        assert!(decide(&g("nsadmin"), "ListNamespaces", None).is_err());
+        assert!(decide(&g("auditor"), "ListNamespaces", None).is_ok());
+        assert!(decide(&g("auditor"), "GetClusterInfo", None).is_ok());
+        let op = "/temporal.api.operatorservice.v1.OperatorService/AddOrUpdateRemoteCluster";
+        let m = lookup(op).unwrap();
+        assert!(g("auditor").decide(m, op, None).is_err());
+        assert!(g("root").decide(m, op, None).is_ok());
+        // A namespace-scope call without a namespace (DeleteNamespace by
+        // id) is cluster-wide, as in Temporal's own authorizer.
+        let del = "/temporal.api.operatorservice.v1.OperatorService/DeleteNamespace";
+        let m = lookup(del).unwrap();
+        assert!(g("nsadmin").decide(m, del, None).is_err());
+        assert!(g("nsadmin").decide(m, del, Some("prod-1")).is_ok());
+        assert!(g("root").decide(m, del, None).is_ok());
+    }
+
+    #[test]
+    fn no_rule_and_unknown_methods_are_denied() {
+        let p = policy(vec![rule(
+            "r",
+            &[(Field::Cn, "known")],
+            &["*"],
+            &[Role::Admin],
+        )]);
+        let nobody = p.grants_for(&identity("stranger", &[], &[]));
+        assert_eq!(
+            decide(&nobody, "DescribeNamespace", Some("x")),
+            Err(Denied::NoMatchingRule)
+        );
+        let known = p.grants_for(&identity("known", &[], &[]));
+        assert_eq!(
+            known.decide_unknown(&format!("{WS}Future")),
+            Err(Denied::UnknownMethod)
+        );
+        let mut named = (*p.rules[0]).clone();
+        named.methods = vec![format!("{WS}Future")];
+        let p = policy(vec![Arc::new(named)]);
+        let g = p.grants_for(&identity("known", &[], &[]));
+        assert!(g.decide_unknown(&format!("{WS}Future")).is_ok());
+        assert!(open_to_all(&format!("{WS}GetSystemInfo")));
+        assert!(open_to_all("/grpc.health.v1.Health/Check"));
+    }
+}

@@ -219,7 +219,18 @@ pub(super) fn validate_audit(
             p.add("audit.sink", "is empty; use \"stdout\" or a file path");
             SinkTarget::Stdout
         }
-        Some(path) => SinkTarget::File(super::validate::resolve(base, path)),
+        Some(path) => {
+            let path = super::validate::resolve(base, path);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if !dir.is_dir() {
+                    p.add(
+                        "audit.sink",
+                        format!("directory {} does not exist", dir.display()),
+                    );
+                }
+            }
+            SinkTarget::File(path)
+        }
     };
     let buffer = match raw.buffer {
         None => DEFAULT_AUDIT_BUFFER,
