@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::grpc::{pb, ClientTls, GrpcConn};
+use support::grpc::pb;
 use support::pki::TestPki;
 use support::proxy::{config, ProxyProcess};
 use support::temporal::{TemporalOpts, TemporalServer};
@@ -19,17 +19,7 @@ async fn long_poll_of_80_seconds_completes() {
         TemporalServer::start_with(TemporalOpts::default().long_polls_to_deadline()).await;
     let pki = TestPki::new();
     let proxy = ProxyProcess::start(&config(&pki, &temporal.url(), "")).await;
-    let conn = GrpcConn::connect(
-        proxy.addr,
-        Some(&ClientTls::mtls(
-            &pki.ca,
-            &pki.client.cert,
-            &pki.client.key,
-            "localhost",
-        )),
-    )
-    .await
-    .unwrap();
+    let conn = proxy.grpc(&pki, &pki.client).await;
     let reply = conn
         .unary_timeout(
             "/temporal.api.workflowservice.v1.WorkflowService/PollWorkflowTaskQueue",

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::grpc::{pb, ClientTls, GrpcConn, GrpcReply};
+use support::grpc::{pb, GrpcConn, GrpcReply};
 use support::pki::TestPki;
 use support::proxy::{config, ProxyProcess};
 use support::temporal::{TemporalOpts, TemporalServer};
@@ -50,17 +50,7 @@ async fn unavailable_while_down_and_recovers_without_restart() {
     let port = support::tools::free_port();
     let pki = TestPki::new();
     let proxy = ProxyProcess::start(&config(&pki, &format!("http://127.0.0.1:{port}"), "")).await;
-    let conn = GrpcConn::connect(
-        proxy.addr,
-        Some(&ClientTls::mtls(
-            &pki.ca,
-            &pki.client.cert,
-            &pki.client.key,
-            "localhost",
-        )),
-    )
-    .await
-    .unwrap();
+    let conn = proxy.grpc(&pki, &pki.client).await;
 
     // Nothing listens: refused at once, answered as UNAVAILABLE (the call's
     // own 10 s deadline is far away, so this is not DEADLINE_EXCEEDED).

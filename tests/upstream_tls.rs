@@ -6,7 +6,7 @@
 mod support;
 
 use support::cli::{self, CliTls};
-use support::grpc::{pb, ClientTls, GrpcConn};
+use support::grpc::pb;
 use support::pki::TestPki;
 use support::proxy::{config, ProxyProcess};
 use support::temporal::TemporalServer;
@@ -73,17 +73,7 @@ async fn wrong_upstream_name_is_unavailable_with_the_reason() {
     // Without server_name the proxy checks "127.0.0.1", which the frontend's
     // certificate does not name.
     let proxy = ProxyProcess::start(&upstream_tls(&pki, &frontend, None)).await;
-    let conn = GrpcConn::connect(
-        proxy.addr,
-        Some(&ClientTls::mtls(
-            &pki.ca,
-            &pki.client.cert,
-            &pki.client.key,
-            "localhost",
-        )),
-    )
-    .await
-    .unwrap();
+    let conn = proxy.grpc(&pki, &pki.client).await;
     let reply = conn
         .unary(
             "/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo",

@@ -10,12 +10,7 @@
 //! ~/.config/temporalio/temporal.toml of the user leaks in.
 
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
-
-use serde_json::Value;
-use tokio::io::AsyncReadExt;
-use tokio::process::Command;
 
 use super::tools;
 
@@ -45,58 +40,8 @@ impl CliTls {
     }
 }
 
-#[derive(Debug)]
-pub struct CliOutput {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-    /// The command was killed after its timeout.
-    pub timed_out: bool,
-}
-
-impl CliOutput {
-    pub fn success(&self) -> bool {
-        self.status.success() && !self.timed_out
-    }
-
-    /// Panics (with both streams) unless the command succeeded.
-    pub fn assert_success(&self, what: &str) -> &Self {
-        assert!(self.success(), "{what} failed: {self}");
-        self
-    }
-
-    /// stdout parsed as one JSON document (`-o json`). An empty stdout is
-    /// `Value::Null`.
-    pub fn json(&self) -> Value {
-        let s = self.stdout.trim();
-        if s.is_empty() {
-            return Value::Null;
-        }
-        serde_json::from_str(s).unwrap_or_else(|e| panic!("CLI stdout is not JSON ({e}): {self}"))
-    }
-
-    /// stdout of `-o json` as an array (a list command); empty -> empty.
-    pub fn json_list(&self) -> Vec<Value> {
-        match self.json() {
-            Value::Null => Vec::new(),
-            Value::Array(a) => a,
-            other => vec![other],
-        }
-    }
-}
-
-impl std::fmt::Display for CliOutput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "status {}{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status,
-            if self.timed_out { " (timed out)" } else { "" },
-            self.stdout,
-            self.stderr
-        )
-    }
-}
+/// What a CLI run printed (see [`tools::Captured`]).
+pub type CliOutput = tools::Captured;
 
 /// The connection flags for `addr` and `tls`.
 pub fn connection_args(addr: &str, tls: Option<&CliTls>) -> Vec<String> {
@@ -132,55 +77,18 @@ pub async fn temporal_cli_timeout(
     args: &[&str],
     timeout: Duration,
 ) -> CliOutput {
-    let home = tempfile::Builder::new()
-        .prefix("temporal-cli-home-")
-        .tempdir()
-        .expect("tempdir for CLI HOME");
-    let mut cmd = Command::new(tools::temporal_bin());
-    cmd.args(args)
-        .args(connection_args(addr, tls))
-        .args([
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(connection_args(addr, tls));
+    all.extend(
+        [
             "--disable-config-file",
             "--disable-config-env",
             "--color",
             "never",
-        ])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .current_dir(home.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("spawn the temporal CLI");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let read_out = tokio::spawn(async move {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s).await;
-        s
-    });
-    let read_err = tokio::spawn(async move {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s).await;
-        s
-    });
-    let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(s) => (s.expect("wait for the CLI"), false),
-        Err(_) => {
-            let _ = child.kill().await;
-            (child.wait().await.expect("wait for the killed CLI"), true)
-        }
-    };
-    let stdout = String::from_utf8_lossy(&read_out.await.unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&read_err.await.unwrap_or_default()).into_owned();
-    CliOutput {
-        status,
-        stdout,
-        stderr,
-        timed_out,
-    }
+        ]
+        .map(String::from),
+    );
+    tools::run_captured(&tools::temporal_bin(), &all, &[], timeout).await
 }
 
 /// `temporal operator namespace describe -n NS -o json`.

@@ -12,7 +12,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::pki::TestPki;
+use super::grpc::{ClientTls, GrpcConn};
+use super::pki::{ClientCert, TestPki};
 
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_temporal-mtls-proxy"))
@@ -152,6 +153,14 @@ impl ProxyProcess {
             .await
             .ok()
             .map(|r| r.expect("wait"))
+    }
+
+    /// A raw gRPC connection to the proxy over mTLS as `who`.
+    pub async fn grpc(&self, pki: &TestPki, who: &ClientCert) -> GrpcConn {
+        let tls = ClientTls::mtls(&pki.ca, &who.cert, &who.key, "localhost");
+        GrpcConn::connect(self.addr, Some(&tls))
+            .await
+            .unwrap_or_else(|e| panic!("connect to the proxy as {}: {e}", who.cn))
     }
 
     pub fn dir(&self) -> &Path {
