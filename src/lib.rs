@@ -75,7 +75,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let server_tls = tls::server::server_config(&config.tls.material)?;
-    let pool = upstream::pool(&config.upstream)?;
+    let pool = upstream::pool(&config.upstream, &config.keepalive)?;
     let audit = match &config.audit {
         Some(a) => Some(audit::sink::AuditSink::spawn(a.target.clone(), a.buffer)?),
         None => None,
@@ -92,11 +92,9 @@ pub async fn run(
         ),
     }
     let shared = Arc::new(server::Shared::new(
+        &config,
         server_tls,
-        config.tls.handshake_timeout,
-        config.shutdown.drain_timeout,
         pool,
-        config.upstream.tls.is_some(),
         server::CallPolicy {
             policy: config.authz.clone().map(Arc::new),
             identity: config.identity.clone(),

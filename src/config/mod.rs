@@ -6,6 +6,7 @@
 mod authz;
 mod raw;
 mod validate;
+mod wire;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,50 @@ pub struct Config {
     pub identity: IdentityHeaderConfig,
     /// `None` when there is no `[audit]` section.
     pub audit: Option<AuditConfig>,
+    pub limits: LimitsConfig,
+    pub http2: Http2Config,
+    pub keepalive: KeepaliveConfig,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Largest request message (after decompression where the proxy
+    /// decompresses).
+    pub max_request_message: u32,
+    pub max_response_message: u32,
+    /// Client connections open at once; more are refused at accept.
+    pub max_connections: usize,
+}
+
+/// `[http2]`: the server side's HTTP/2 settings.
+#[derive(Debug, Clone)]
+pub struct Http2Config {
+    pub max_concurrent_streams: u32,
+    pub max_header_list_size: u32,
+    pub initial_stream_window_size: u32,
+    pub initial_connection_window_size: u32,
+    pub max_frame_size: u32,
+    /// Streams a client may open and reset before the server accepts them
+    /// (the rapid-reset protection).
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams the server may reset for protocol errors before it closes
+    /// the connection.
+    pub max_local_error_reset_streams: usize,
+}
+
+/// `[keepalive]`: pings and connection lifecycle.
+#[derive(Debug, Clone)]
+pub struct KeepaliveConfig {
+    pub min_client_ping_interval: Duration,
+    pub permit_without_stream: bool,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub max_connection_idle: Duration,
+    pub max_connection_age: Duration,
+    pub max_connection_age_grace: Duration,
+    pub upstream_ping_interval: Duration,
+    pub upstream_ping_timeout: Duration,
 }
 
 /// The verified identity sent upstream, and the client headers removed.

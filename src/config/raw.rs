@@ -14,6 +14,9 @@ pub struct RawConfig {
     pub authz: Option<RawAuthz>,
     pub identity: Option<RawIdentity>,
     pub audit: Option<RawAudit>,
+    pub limits: Option<RawLimits>,
+    pub http2: Option<RawHttp2>,
+    pub keepalive: Option<RawKeepalive>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,4 +96,46 @@ pub struct RawIdentity {
 pub struct RawAudit {
     pub sink: Option<String>,
     pub buffer: Option<usize>,
+}
+
+/// A size: a number of bytes, or a string like "4MiB".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_request_message: Option<RawSize>,
+    pub max_response_message: Option<RawSize>,
+    pub max_connections: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp2 {
+    pub max_concurrent_streams: Option<u64>,
+    pub max_header_list_size: Option<RawSize>,
+    pub initial_stream_window_size: Option<RawSize>,
+    pub initial_connection_window_size: Option<RawSize>,
+    pub max_frame_size: Option<RawSize>,
+    pub max_pending_accept_reset_streams: Option<u64>,
+    pub max_local_error_reset_streams: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeepalive {
+    pub min_client_ping_interval: Option<String>,
+    pub permit_without_stream: Option<bool>,
+    pub ping_interval: Option<String>,
+    pub ping_timeout: Option<String>,
+    pub max_connection_idle: Option<String>,
+    pub max_connection_age: Option<String>,
+    pub max_connection_age_grace: Option<String>,
+    pub upstream_ping_interval: Option<String>,
+    pub upstream_ping_timeout: Option<String>,
 }

@@ -68,7 +68,12 @@ impl Problems {
         value
     }
 
-    fn duration(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Duration {
         let Some(text) = value else { return default };
         match humantime::parse_duration(text) {
             Ok(d) if !d.is_zero() => d,
@@ -130,6 +135,9 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Proble
     let authz = super::authz::validate_authz(&mut p, raw.authz);
     let identity = super::authz::validate_identity(&mut p, raw.identity);
     let audit = super::authz::validate_audit(&mut p, raw.audit, base);
+    let limits = super::wire::validate_limits(&mut p, raw.limits);
+    let http2 = super::wire::validate_http2(&mut p, raw.http2, limits.max_request_message);
+    let keepalive = super::wire::validate_keepalive(&mut p, raw.keepalive);
 
     match (address, tls, upstream) {
         (Some(address), Some(tls), Some(upstream)) if p.0.is_empty() => Ok(Config {
@@ -140,6 +148,9 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Proble
             authz,
             identity,
             audit,
+            limits,
+            http2,
+            keepalive,
         }),
         _ => Err(p.0),
     }

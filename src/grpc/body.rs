@@ -13,6 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::error::{status_of, ProxyError};
+use crate::server::activity::ActiveCall;
 use crate::upstream::StreamLease;
 
 /// Told once how a call ended: its grpc-status (`None` when the client went
@@ -25,6 +26,8 @@ pub trait CallEnd: Send {
 pub struct ResponseBody {
     state: State,
     hook: Option<Hook>,
+    /// Counts the call as open on its connection until the body is done.
+    active: Option<ActiveCall>,
 }
 
 struct Hook {
@@ -58,7 +61,14 @@ impl ResponseBody {
                 _lease: lease,
             },
             hook: None,
+            active: None,
         }
+    }
+
+    /// Keeps the call counted as open on its connection until this body
+    /// ends or is dropped.
+    pub fn track(&mut self, call: ActiveCall) {
+        self.active = Some(call);
     }
 
     /// Calls `end` when the call ends. `status` is the grpc-status already
@@ -96,6 +106,7 @@ impl ResponseBody {
         if let Some(hook) = self.hook.take() {
             hook.end.ended(hook.status, hook.bytes);
         }
+        self.active = None;
     }
 }
 

@@ -26,10 +26,6 @@ use crate::grpc::{Replay, ResponseBody};
 use crate::temporal::methods::{lookup, Method};
 use crate::temporal::wire::last_string_field;
 
-/// The frontend's own limit on a request message; issue-level policy may
-/// lower or raise it.
-pub const DEFAULT_MAX_REQUEST_MESSAGE: usize = 4 * 1024 * 1024;
-
 /// What one connection's calls are decided with.
 pub struct ConnAuthz {
     pub grants: Grants,

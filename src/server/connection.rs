@@ -2,15 +2,21 @@
 //! reason), then HTTP/2 served by hyper with the call stack, until the peer
 //! leaves or a drain asks for a graceful GOAWAY.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::activity::ConnActivity;
 use super::{stack, ConnectionInfo, Shared};
+use crate::config::KeepaliveConfig;
 use crate::tls::handshake;
 use crate::tls::identity::PeerIdentity;
 
@@ -60,20 +66,105 @@ pub async fn handle(
         "connection accepted"
     );
 
-    let service = TowerToHyperService::new(stack::build(&shared, info));
+    let activity = ConnActivity::new();
+    let service = TowerToHyperService::new(stack::build(&shared, info, activity.clone()));
     let conn = shared
         .h2
         .serve_connection(TokioIo::new(accepted.stream), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = token.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
+    let result = lifecycle(conn, &shared.keepalive, &activity, &token, peer).await;
     match result {
         Ok(()) => tracing::debug!(peer = %peer, "connection closed"),
         Err(e) => tracing::debug!(peer = %peer, error = %e, "connection ended with an error"),
     }
+}
+
+/// Serves the connection until it ends, closing it gracefully (GOAWAY, then
+/// calls in flight finish) when the server drains, when it has been idle for
+/// `max_connection_idle`, or when it reaches `max_connection_age` (with
+/// ±10% jitter so that clients do not all reconnect at once); after an age
+/// GOAWAY, calls get `max_connection_age_grace` before the connection is
+/// closed.
+async fn lifecycle<C>(
+    conn: C,
+    keepalive: &KeepaliveConfig,
+    activity: &ConnActivity,
+    token: &CancellationToken,
+    peer: SocketAddr,
+) -> Result<(), hyper::Error>
+where
+    C: Future<Output = Result<(), hyper::Error>> + GracefulShutdown,
+{
+    tokio::pin!(conn);
+    let age = jittered(keepalive.max_connection_age, peer);
+    let age_timer = tokio::time::sleep(age);
+    tokio::pin!(age_timer);
+    let grace = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(grace);
+    let mut closing = false;
+    let mut aged = false;
+    loop {
+        let idle_check = activity
+            .idle_deadline(keepalive.max_connection_idle)
+            .unwrap_or_else(|| Instant::now() + keepalive.max_connection_idle);
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            () = token.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().shutdown_gracefully();
+            }
+            () = &mut age_timer, if !closing => {
+                tracing::debug!(peer = %peer, age = ?age, "max_connection_age reached: GOAWAY");
+                closing = true;
+                aged = true;
+                conn.as_mut().shutdown_gracefully();
+                grace.as_mut().reset(Instant::now() + keepalive.max_connection_age_grace);
+            }
+            () = &mut grace, if aged => {
+                tracing::info!(peer = %peer, open_calls = activity.open_calls(), "max_connection_age_grace over: closing the connection");
+                return Ok(());
+            }
+            () = tokio::time::sleep_until(idle_check), if !closing => {
+                if activity.idle_deadline(keepalive.max_connection_idle).is_some_and(|d| d <= Instant::now()) {
+                    tracing::debug!(peer = %peer, "max_connection_idle reached: GOAWAY");
+                    closing = true;
+                    conn.as_mut().shutdown_gracefully();
+                }
+            }
+        }
+    }
+}
+
+/// hyper's graceful shutdown, behind a trait so that `lifecycle` is not tied
+/// to the connection's full type.
+pub trait GracefulShutdown {
+    fn shutdown_gracefully(self: Pin<&mut Self>);
+}
+
+impl<I, S, E> GracefulShutdown for hyper::server::conn::http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S::ResBody: http_body::Body + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn shutdown_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// `d` ±10%, varied per connection.
+fn jittered(d: Duration, peer: SocketAddr) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    let mut x = u64::from(nanos) ^ (u64::from(peer.port()) << 32) ^ 0x9e37_79b9_7f4a_7c15;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    // A factor in [0.9, 1.1].
+    let factor = 0.9 + (x % 2001) as f64 / 10_000.0;
+    d.mul_f64(factor)
 }

@@ -2,6 +2,7 @@
 //! connection (`connection`), and the tower stack each call goes through
 //! (`stack`).
 
+pub mod activity;
 mod connection;
 pub mod stack;
 
@@ -13,13 +14,15 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ServerConfig;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::sink::AuditSink;
 use crate::authz::Policy;
-use crate::config::IdentityHeaderConfig;
+use crate::config::{Config, IdentityHeaderConfig, KeepaliveConfig, LimitsConfig};
 use crate::tls::identity::PeerIdentity;
 use crate::upstream::{Forward, Pool};
 
@@ -48,6 +51,12 @@ pub struct Shared {
     pub strip_headers: Arc<[http::HeaderName]>,
     pub identity_header: Option<http::HeaderName>,
     pub audit: Option<AuditSink>,
+    pub limits: LimitsConfig,
+    pub keepalive: KeepaliveConfig,
+    /// One permit per open client connection (`limits.max_connections`).
+    pub connections: Arc<Semaphore>,
+    /// Connections refused because the limit was reached.
+    pub refused_connections: AtomicU64,
 }
 
 /// The parts of `Shared` that are about calls rather than connections.
@@ -59,33 +68,45 @@ pub struct CallPolicy {
 
 impl Shared {
     pub fn new(
+        config: &Config,
         tls: Arc<ServerConfig>,
-        handshake_timeout: Duration,
-        drain_timeout: Duration,
         pool: Arc<Pool>,
-        upstream_tls: bool,
         calls: CallPolicy,
     ) -> Shared {
+        let h = &config.http2;
+        let k = &config.keepalive;
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
-            // A 4 MiB request (the frontend's limit) fits in one window, so
-            // it never waits on WINDOW_UPDATE round trips.
-            .initial_stream_window_size(8 * 1024 * 1024)
-            .initial_connection_window_size(32 * 1024 * 1024)
-            .max_frame_size(64 * 1024)
-            .max_concurrent_streams(1000)
-            .max_header_list_size(64 * 1024);
+            // Windows sized so that a full-size request (4 MiB by default)
+            // never waits on WINDOW_UPDATE round trips.
+            .initial_stream_window_size(h.initial_stream_window_size)
+            .initial_connection_window_size(h.initial_connection_window_size)
+            .max_frame_size(h.max_frame_size)
+            .max_concurrent_streams(h.max_concurrent_streams)
+            .max_header_list_size(h.max_header_list_size)
+            // Rapid reset (CVE-2023-44487) and error-reset floods: the
+            // connection is closed past these counts.
+            .max_pending_accept_reset_streams(h.max_pending_accept_reset_streams)
+            .max_local_error_reset_streams(h.max_local_error_reset_streams)
+            // Dead-link detection: a PING every interval without traffic, the
+            // connection closed when it is not answered in time.
+            .keep_alive_interval(k.ping_interval)
+            .keep_alive_timeout(k.ping_timeout);
         Shared {
             tls: ArcSwap::new(tls),
-            handshake_timeout,
-            drain_timeout,
+            handshake_timeout: config.tls.handshake_timeout,
+            drain_timeout: config.shutdown.drain_timeout,
             h2,
-            forward: Forward::new(pool.clone(), upstream_tls),
+            forward: Forward::new(pool.clone(), config.upstream.tls.is_some()),
             pool,
             policy: calls.policy,
             strip_headers: Arc::from(calls.identity.strip),
             identity_header: calls.identity.header,
             audit: calls.audit,
+            limits: config.limits.clone(),
+            keepalive: config.keepalive.clone(),
+            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            refused_connections: AtomicU64::new(0),
         }
     }
 }
@@ -103,8 +124,19 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+                        // At the limit: refuse at once (close), count, log.
+                        let refused = shared.refused_connections.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::warn!(peer = %peer, limit = shared.limits.max_connections, refused_total = refused, "connection refused: limits.max_connections reached");
+                        drop(tcp);
+                        continue;
+                    };
                     let _ = tcp.set_nodelay(true);
-                    tracker.spawn(connection::handle(tcp, peer, shared.clone(), token.clone()));
+                    let conn = connection::handle(tcp, peer, shared.clone(), token.clone());
+                    tracker.spawn(async move {
+                        conn.await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off rather

@@ -11,10 +11,12 @@ use hyper::body::Incoming;
 use tower::ServiceBuilder;
 use tower_service::Service;
 
+use super::activity::ConnActivity;
 use super::{ConnectionInfo, Shared};
 use crate::grpc::ResponseBody;
+use crate::layers::activity::ActivityLayer;
 use crate::layers::audit::AuditLayer;
-use crate::layers::authz::{AuthzLayer, ConnAuthz, DEFAULT_MAX_REQUEST_MESSAGE};
+use crate::layers::authz::{AuthzLayer, ConnAuthz};
 use crate::layers::identity_header::IdentityHeaderLayer;
 use crate::layers::rescue::RescueLayer;
 
@@ -22,6 +24,7 @@ use crate::layers::rescue::RescueLayer;
 pub fn build(
     shared: &Shared,
     info: Arc<ConnectionInfo>,
+    activity: Arc<ConnActivity>,
 ) -> impl Service<
     Request<Incoming>,
     Response = Response<ResponseBody>,
@@ -35,12 +38,15 @@ pub fn build(
         (Some(policy), Some(id)) => Some(Arc::new(ConnAuthz {
             grants: policy.grants_for(id),
             who: id.display_name().to_owned(),
-            max_message: DEFAULT_MAX_REQUEST_MESSAGE,
+            max_message: shared.limits.max_request_message as usize,
         })),
         _ => None,
     };
     ServiceBuilder::new()
-        // Outermost: sees every call, including those the proxy answers
+        // Counts open calls for the connection's idle timeout; outermost so
+        // that every call counts until its response is done.
+        .layer(ActivityLayer::new(activity))
+        // Sees every call, including those the proxy answers
         // itself, and writes its audit line when the response ends.
         .layer(AuditLayer::new(shared.audit.clone(), info.clone()))
         // Any error from below (denials, bad requests, upstream failures)

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::{RequestBody, UpstreamError};
-use crate::config::{UpstreamConfig, UpstreamScheme};
+use crate::config::{KeepaliveConfig, UpstreamConfig, UpstreamScheme};
 use crate::tls::ALPN_H2;
 
 /// What a new connection hands back: the sender for requests, the peer's
@@ -39,7 +39,10 @@ pub struct Connector {
 }
 
 impl Connector {
-    pub fn new(config: &UpstreamConfig) -> Result<Connector, UpstreamError> {
+    pub fn new(
+        config: &UpstreamConfig,
+        keepalive: &KeepaliveConfig,
+    ) -> Result<Connector, UpstreamError> {
         let tls = match (&config.scheme, &config.tls) {
             (UpstreamScheme::Https, Some(tls)) => {
                 let client = crate::tls::client::client_config(&tls.material)
@@ -57,9 +60,9 @@ impl Connector {
             .initial_connection_window_size(32 * 1024 * 1024)
             .max_frame_size(64 * 1024)
             // Detect a dead upstream link; the frontend accepts pings every
-            // 10 s or slower, with or without open streams.
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
+            // 10 s or slower (validated), with or without open streams.
+            .keep_alive_interval(keepalive.upstream_ping_interval)
+            .keep_alive_timeout(keepalive.upstream_ping_timeout)
             .keep_alive_while_idle(true);
         Ok(Connector {
             address: config.address.clone(),

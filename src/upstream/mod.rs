@@ -15,7 +15,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 pub use forward::Forward;
 pub use pool::{Pool, StreamLease};
 
-use crate::config::UpstreamConfig;
+use crate::config::{KeepaliveConfig, UpstreamConfig};
 
 /// Request bodies as sent upstream. Boxed so that request-side layers can
 /// wrap the client's body (framing checks, first-message inspection) without
@@ -53,7 +53,10 @@ pub enum UpstreamError {
 }
 
 /// Builds the pool for a validated upstream config.
-pub fn pool(config: &UpstreamConfig) -> Result<Arc<Pool>, UpstreamError> {
-    let connector = connector::Connector::new(config)?;
+pub fn pool(
+    config: &UpstreamConfig,
+    keepalive: &KeepaliveConfig,
+) -> Result<Arc<Pool>, UpstreamError> {
+    let connector = connector::Connector::new(config, keepalive)?;
     Ok(Pool::new(connector, config.max_concurrent_streams))
 }

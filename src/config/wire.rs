@@ -1,0 +1,238 @@
+//! Validation of the wire policies: `[limits]` (message sizes, connections),
+//! `[http2]` (the server's HTTP/2 settings) and `[keepalive]` (pings and
+//! connection lifecycle). Defaults match the Temporal frontend and SDKs.
+
+use std::time::Duration;
+
+use super::raw::{RawHttp2, RawKeepalive, RawLimits, RawSize};
+use super::validate::Problems;
+use super::{Http2Config, KeepaliveConfig, LimitsConfig};
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+
+/// The frontend's receive limit (grpc-go's default).
+pub const DEFAULT_MAX_REQUEST_MESSAGE: u32 = 4 * MIB as u32;
+/// What the SDKs accept: large histories make responses over 4 MiB normal.
+pub const DEFAULT_MAX_RESPONSE_MESSAGE: u32 = 128 * MIB as u32;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Parses "4MiB", "64 KiB", "1GiB", "512" (bytes), "16KB" (=KiB, as gRPC
+/// documentation writes it).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => KIB,
+        "m" | "mb" | "mib" => MIB,
+        "g" | "gb" | "gib" => 1024 * MIB,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+impl Problems {
+    fn size(&mut self, key: &str, value: Option<RawSize>, default: u64, min: u64, max: u64) -> u64 {
+        let Some(raw) = value else { return default };
+        let parsed = match &raw {
+            RawSize::Bytes(n) => Some(*n),
+            RawSize::Text(t) => parse_size(t),
+        };
+        match parsed {
+            Some(n) if (min..=max).contains(&n) => n,
+            Some(n) => {
+                self.add(key, format!("{n} bytes is outside {min}..={max}"));
+                default
+            }
+            None => {
+                self.add(key, format!("{raw:?} is not a size; write it like \"4MiB\", \"64KiB\" or a number of bytes"));
+                default
+            }
+        }
+    }
+
+    fn count(&mut self, key: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> u64 {
+        match value {
+            None => default,
+            Some(n) if (min..=max).contains(&n) => n,
+            Some(n) => {
+                self.add(key, format!("{n} is outside {min}..={max}"));
+                default
+            }
+        }
+    }
+}
+
+pub(super) fn validate_limits(p: &mut Problems, raw: Option<RawLimits>) -> LimitsConfig {
+    let raw = raw.unwrap_or_default();
+    LimitsConfig {
+        max_request_message: p.size(
+            "limits.max_request_message",
+            raw.max_request_message,
+            DEFAULT_MAX_REQUEST_MESSAGE.into(),
+            1,
+            u32::MAX.into(),
+        ) as u32,
+        max_response_message: p.size(
+            "limits.max_response_message",
+            raw.max_response_message,
+            DEFAULT_MAX_RESPONSE_MESSAGE.into(),
+            1,
+            u32::MAX.into(),
+        ) as u32,
+        max_connections: p.count(
+            "limits.max_connections",
+            raw.max_connections,
+            DEFAULT_MAX_CONNECTIONS as u64,
+            1,
+            1_000_000,
+        ) as usize,
+    }
+}
+
+pub(super) fn validate_http2(
+    p: &mut Problems,
+    raw: Option<RawHttp2>,
+    max_request: u32,
+) -> Http2Config {
+    let raw = raw.unwrap_or_default();
+    let window_set = raw.initial_stream_window_size.is_some();
+    let max_window = (1u64 << 31) - 1;
+    let http2 = Http2Config {
+        max_concurrent_streams: p.count(
+            "http2.max_concurrent_streams",
+            raw.max_concurrent_streams,
+            1000,
+            1,
+            u32::MAX.into(),
+        ) as u32,
+        max_header_list_size: p.size(
+            "http2.max_header_list_size",
+            raw.max_header_list_size,
+            64 * KIB,
+            KIB,
+            16 * MIB,
+        ) as u32,
+        initial_stream_window_size: p.size(
+            "http2.initial_stream_window_size",
+            raw.initial_stream_window_size,
+            8 * MIB,
+            64 * KIB,
+            max_window,
+        ) as u32,
+        initial_connection_window_size: p.size(
+            "http2.initial_connection_window_size",
+            raw.initial_connection_window_size,
+            32 * MIB,
+            64 * KIB,
+            max_window,
+        ) as u32,
+        // HTTP/2 allows 16 KiB to 16 MiB - 1.
+        max_frame_size: p.size(
+            "http2.max_frame_size",
+            raw.max_frame_size,
+            64 * KIB,
+            16 * KIB,
+            16 * MIB - 1,
+        ) as u32,
+        max_pending_accept_reset_streams: p.count(
+            "http2.max_pending_accept_reset_streams",
+            raw.max_pending_accept_reset_streams,
+            20,
+            1,
+            100_000,
+        ) as usize,
+        max_local_error_reset_streams: p.count(
+            "http2.max_local_error_reset_streams",
+            raw.max_local_error_reset_streams,
+            1024,
+            1,
+            1_000_000,
+        ) as usize,
+    };
+    if u64::from(http2.initial_stream_window_size) < u64::from(max_request) && window_set {
+        p.add(
+            "http2.initial_stream_window_size",
+            format!(
+                "{} bytes is below limits.max_request_message ({max_request}): a full-size request would wait on WINDOW_UPDATE round trips",
+                http2.initial_stream_window_size
+            ),
+        );
+    }
+    http2
+}
+
+pub(super) fn validate_keepalive(p: &mut Problems, raw: Option<RawKeepalive>) -> KeepaliveConfig {
+    let raw = raw.unwrap_or_default();
+    let secs = Duration::from_secs;
+    let k = KeepaliveConfig {
+        min_client_ping_interval: p.duration(
+            "keepalive.min_client_ping_interval",
+            raw.min_client_ping_interval.as_deref(),
+            secs(10),
+        ),
+        permit_without_stream: raw.permit_without_stream.unwrap_or(true),
+        ping_interval: p.duration(
+            "keepalive.ping_interval",
+            raw.ping_interval.as_deref(),
+            secs(60),
+        ),
+        ping_timeout: p.duration(
+            "keepalive.ping_timeout",
+            raw.ping_timeout.as_deref(),
+            secs(10),
+        ),
+        max_connection_idle: p.duration(
+            "keepalive.max_connection_idle",
+            raw.max_connection_idle.as_deref(),
+            secs(120),
+        ),
+        max_connection_age: p.duration(
+            "keepalive.max_connection_age",
+            raw.max_connection_age.as_deref(),
+            secs(300),
+        ),
+        max_connection_age_grace: p.duration(
+            "keepalive.max_connection_age_grace",
+            raw.max_connection_age_grace.as_deref(),
+            secs(80),
+        ),
+        upstream_ping_interval: p.duration(
+            "keepalive.upstream_ping_interval",
+            raw.upstream_ping_interval.as_deref(),
+            secs(30),
+        ),
+        upstream_ping_timeout: p.duration(
+            "keepalive.upstream_ping_timeout",
+            raw.upstream_ping_timeout.as_deref(),
+            secs(10),
+        ),
+    };
+    if k.upstream_ping_interval < secs(10) {
+        p.add(
+            "keepalive.upstream_ping_interval",
+            "must be at least 10s: the Temporal frontend answers more frequent pings with GOAWAY too_many_pings",
+        );
+    }
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4MiB"), Some(4 * MIB));
+        assert_eq!(parse_size("64 KiB"), Some(64 * KIB));
+        assert_eq!(parse_size("16KB"), Some(16 * KIB));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("1GiB"), Some(1024 * MIB));
+        assert_eq!(parse_size("four MiB"), None);
+        assert_eq!(parse_size("4 parsecs"), None);
+        assert_eq!(parse_size("99999999999999999999GiB"), None);
+    }
+}
