@@ -959,3 +959,21 @@ pub mod pb {
         Some(get_varint(resp, 1).unwrap_or(0))
     }
 }
+
+/// A bare TLS connection (ALPN and client certificate from `tls`), for tests
+/// that speak raw HTTP/2 frames or drive the `h2` crate directly.
+pub async fn raw_tls(
+    addr: SocketAddr,
+    tls: &ClientTls,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let config = client_config(tls)?;
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let name = rustls::pki_types::ServerName::try_from(tls.server_name.clone())
+        .map_err(|e| format!("server name: {e}"))?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))
+}
