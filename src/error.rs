@@ -8,6 +8,7 @@ use tonic::{Code, Status};
 
 use crate::authz::Denied;
 use crate::grpc::frame::FrameError;
+use crate::grpc::scan::LimitError;
 use crate::temporal::wire::WireError;
 use crate::upstream::UpstreamError;
 
@@ -47,6 +48,12 @@ pub enum ProxyError {
         #[source]
         source: FrameError,
     },
+    /// A response message broke the response limits or framing.
+    #[error("response from upstream: {0}")]
+    Response(LimitError<std::convert::Infallible>),
+    /// A request message broke the request limits or framing.
+    #[error("request: {0}")]
+    Request(LimitError<std::convert::Infallible>),
     /// The request's protobuf is malformed.
     #[error("{method} request is not valid protobuf: {source}")]
     Protobuf {
@@ -94,6 +101,10 @@ impl ProxyError {
             } => "message_too_large",
             ProxyError::Message { .. } => "bad_message",
             ProxyError::Protobuf { .. } => "malformed_protobuf",
+            ProxyError::Response(LimitError::TooLarge { .. }) => "response_too_large",
+            ProxyError::Response(_) => "bad_response_framing",
+            ProxyError::Request(LimitError::TooLarge { .. }) => "message_too_large",
+            ProxyError::Request(_) => "bad_message",
         }
     }
 }
@@ -114,6 +125,12 @@ pub fn status_of(err: &ProxyError) -> Status {
         ProxyError::NamespaceMismatch { .. } | ProxyError::Protobuf { .. } => {
             Status::invalid_argument(err.to_string())
         }
+        ProxyError::Response(LimitError::TooLarge { .. })
+        | ProxyError::Request(LimitError::TooLarge { .. }) => {
+            Status::resource_exhausted(err.to_string())
+        }
+        ProxyError::Response(_) => Status::internal(err.to_string()),
+        ProxyError::Request(_) => Status::invalid_argument(err.to_string()),
         ProxyError::Message { source, .. } => match source {
             FrameError::TooLarge { .. } => Status::resource_exhausted(err.to_string()),
             FrameError::Body(_) => Status::cancelled(err.to_string()),

@@ -12,6 +12,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::scan::{LimitError, LimitedBody};
 use crate::error::{status_of, ProxyError};
 use crate::server::activity::ActiveCall;
 use crate::upstream::StreamLease;
@@ -42,7 +43,8 @@ enum State {
     #[default]
     Done,
     Upstream {
-        body: Incoming,
+        /// Scanned message by message against the response size limit.
+        body: LimitedBody<Incoming>,
         /// The response headers had no `grpc-status`, so trailers must
         /// carry one.
         needs_status: bool,
@@ -53,10 +55,17 @@ enum State {
 }
 
 impl ResponseBody {
-    pub fn upstream(body: Incoming, lease: StreamLease, needs_status: bool) -> ResponseBody {
+    /// The upstream's response body; a message over `max_message` bytes ends
+    /// the call with RESOURCE_EXHAUSTED (and resets the upstream stream).
+    pub fn upstream(
+        body: Incoming,
+        lease: StreamLease,
+        needs_status: bool,
+        max_message: u32,
+    ) -> ResponseBody {
         ResponseBody {
             state: State::Upstream {
-                body,
+                body: LimitedBody::new(body, max_message),
                 needs_status,
                 _lease: lease,
             },
@@ -153,7 +162,10 @@ impl Body for ResponseBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => this.finish_with(ProxyError::UpstreamBody(e)),
+            Poll::Ready(Some(Err(e))) => this.finish_with(match e {
+                LimitError::Inner(e) => ProxyError::UpstreamBody(e),
+                other => ProxyError::Response(other.without_inner()),
+            }),
             Poll::Ready(None) => {
                 if *needs_status {
                     this.finish_with(ProxyError::UpstreamNoStatus)

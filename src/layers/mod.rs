@@ -5,4 +5,5 @@ pub mod activity;
 pub mod audit;
 pub mod authz;
 pub mod identity_header;
+pub mod message_size;
 pub mod rescue;

@@ -97,7 +97,11 @@ impl Shared {
             handshake_timeout: config.tls.handshake_timeout,
             drain_timeout: config.shutdown.drain_timeout,
             h2,
-            forward: Forward::new(pool.clone(), config.upstream.tls.is_some()),
+            forward: Forward::new(
+                pool.clone(),
+                config.upstream.tls.is_some(),
+                config.limits.max_response_message,
+            ),
             pool,
             policy: calls.policy,
             strip_headers: Arc::from(calls.identity.strip),

@@ -18,6 +18,7 @@ use crate::layers::activity::ActivityLayer;
 use crate::layers::audit::AuditLayer;
 use crate::layers::authz::{AuthzLayer, ConnAuthz};
 use crate::layers::identity_header::IdentityHeaderLayer;
+use crate::layers::message_size::MessageSizeLayer;
 use crate::layers::rescue::RescueLayer;
 
 /// Builds the stack for one connection.
@@ -61,6 +62,9 @@ pub fn build(
         ))
         // Who may call what, on which namespace (reads the first message).
         .layer(AuthzLayer::new(authz))
+        // Request messages over the size limit are never forwarded; last,
+        // so it checks exactly the bytes that go upstream.
+        .layer(MessageSizeLayer::new(shared.limits.max_request_message))
         // Innermost: the call goes to the Temporal frontend.
         .service(shared.forward.clone())
 }

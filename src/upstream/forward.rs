@@ -24,13 +24,15 @@ const MAX_UNSENT_RETRIES: usize = 3;
 pub struct Forward {
     pool: Arc<Pool>,
     scheme: Scheme,
+    max_response_message: u32,
 }
 
 impl Forward {
-    pub fn new(pool: Arc<Pool>, tls: bool) -> Forward {
+    pub fn new(pool: Arc<Pool>, tls: bool, max_response_message: u32) -> Forward {
         Forward {
             pool,
             scheme: if tls { Scheme::HTTPS } else { Scheme::HTTP },
+            max_response_message,
         }
     }
 }
@@ -51,19 +53,21 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let pool = self.pool.clone();
         let req = to_upstream(req, &self.scheme);
-        Box::pin(async move { send(&pool, req).await })
+        let limit = self.max_response_message;
+        Box::pin(async move { send(&pool, req, limit).await })
     }
 }
 
 async fn send(
     pool: &Arc<Pool>,
     mut req: Request<RequestBody>,
+    max_response_message: u32,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let mut tries = 0;
     loop {
         let lease = pool.lease().await.map_err(ProxyError::Upstream)?;
         match lease.sender().try_send_request(req).await {
-            Ok(resp) => return Ok(from_upstream(resp, lease)),
+            Ok(resp) => return Ok(from_upstream(resp, lease, max_response_message)),
             Err(mut e) => match e.take_message() {
                 // Never written to the wire (the connection closed or got
                 // GOAWAY first): safe to send on another connection.
@@ -122,11 +126,18 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn from_upstream(resp: Response<Incoming>, lease: super::StreamLease) -> Response<ResponseBody> {
+fn from_upstream(
+    resp: Response<Incoming>,
+    lease: super::StreamLease,
+    max_message: u32,
+) -> Response<ResponseBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let trailers_only = parts.headers.contains_key("grpc-status");
-    Response::from_parts(parts, ResponseBody::upstream(body, lease, !trailers_only))
+    Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, lease, !trailers_only, max_message),
+    )
 }
 
 #[cfg(test)]

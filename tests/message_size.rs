@@ -1,0 +1,174 @@
+//! Message-size limits per message and per direction, through the real
+//! frontend: an over-size request is refused before it is forwarded (as
+//! soon as its declared length is read), an over-size response ends the call
+//! with RESOURCE_EXHAUSTED, and the connection stays usable after either.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Frame;
+
+use support::grpc::{channel_body, pb, GrpcConn};
+use support::pki::TestPki;
+use support::proxy::{config, ProxyProcess};
+use support::temporal::TemporalServer;
+
+const WS: &str = "/temporal.api.workflowservice.v1.WorkflowService";
+
+/// A DescribeNamespace request padded with an unknown field to `size` bytes.
+fn padded_describe(ns: &str, size: usize) -> Vec<u8> {
+    let base = pb::describe_namespace(ns);
+    let pad = size - base.len() - 4;
+    pb::concat(&[base, pb::field_bytes(1000, &vec![b'p'; pad])])
+}
+
+async fn assert_usable(conn: &GrpcConn) {
+    let ok = conn
+        .unary(&format!("{WS}/GetSystemInfo"), &pb::get_system_info(), &[])
+        .await
+        .unwrap();
+    assert!(
+        ok.is_ok(),
+        "the connection is not usable after the refusal: {ok:?}"
+    );
+}
+
+#[tokio::test]
+async fn oversize_request_is_refused_and_the_next_call_succeeds() {
+    let temporal = TemporalServer::start(&[]).await;
+    let pki = TestPki::new();
+    // Once without and once with authorization (which reads the namespace
+    // from the message itself): the same refusal either way.
+    for authz in ["", "[authz]\n[[authz.rule]]\nname = \"all\"\nmatch = { cn = \"good-client\" }\nnamespaces = [\"*\"]\nroles = [\"admin\"]\n"] {
+        let proxy = ProxyProcess::start(&format!(
+            "{}\n[limits]\nmax_request_message = \"2KiB\"\n{authz}",
+            config(&pki, &temporal.url(), "")
+        ))
+        .await;
+        let conn = proxy.grpc(&pki, &pki.client).await;
+        let fits = conn
+            .unary(&format!("{WS}/DescribeNamespace"), &padded_describe("default", 2048), &[])
+            .await
+            .unwrap();
+        assert!(fits.is_ok(), "a message at the limit: {fits:?}");
+        let reply = conn
+            .unary(&format!("{WS}/DescribeNamespace"), &padded_describe("default", 3000), &[])
+            .await
+            .unwrap();
+        assert_eq!(reply.grpc_status, Some(8), "{reply:?}");
+        let message = reply.grpc_message.clone().unwrap_or_default();
+        assert!(message.contains("3000 bytes exceeds the limit of 2048 bytes"), "{message}");
+        assert_usable(&conn).await;
+    }
+}
+
+/// The declared length is enough: the rest of the message is never waited
+/// for (here it is never even sent).
+#[tokio::test]
+async fn declared_length_over_the_limit_is_refused_at_the_prefix() {
+    let temporal = TemporalServer::start(&[]).await;
+    let pki = TestPki::new();
+    let proxy = ProxyProcess::start(&config(&pki, &temporal.url(), "")).await;
+    let conn = proxy.grpc(&pki, &pki.client).await;
+    let (tx, body) = channel_body(4);
+    let mut prefix = vec![0u8];
+    prefix.extend_from_slice(&(10u32 << 20).to_be_bytes());
+    tx.send(Ok(Frame::data(Bytes::from(prefix)))).await.unwrap();
+    let req = conn
+        .request_builder(&format!("{WS}/StartWorkflowExecution"), &[])
+        .body(body)
+        .unwrap();
+    let reply = conn
+        .request_timeout(req, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(reply.grpc_status, Some(8), "{reply:?}");
+    assert!(reply
+        .grpc_message
+        .unwrap_or_default()
+        .contains("10485760 bytes exceeds the limit of 4194304 bytes"));
+    drop(tx);
+    assert_usable(&conn).await;
+}
+
+#[tokio::test]
+async fn oversize_response_ends_the_call_with_resource_exhausted() {
+    let temporal = TemporalServer::start(&[]).await;
+    let pki = TestPki::new();
+    // Sizes of two real responses, measured directly on the frontend.
+    let direct = GrpcConn::connect(temporal.addr, None).await.unwrap();
+    let small = direct
+        .unary(&format!("{WS}/GetSystemInfo"), &pb::get_system_info(), &[])
+        .await
+        .unwrap()
+        .message()
+        .len();
+    let large = direct
+        .unary(
+            &format!("{WS}/DescribeNamespace"),
+            &pb::describe_namespace("default"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .message()
+        .len();
+    assert!(small < large, "{small} {large}");
+    let limit = (small + large) / 2;
+    let proxy = ProxyProcess::start(&format!(
+        "{}\n[limits]\nmax_response_message = {limit}\n",
+        config(&pki, &temporal.url(), "")
+    ))
+    .await;
+    let conn = proxy.grpc(&pki, &pki.client).await;
+    let reply = conn
+        .unary(
+            &format!("{WS}/DescribeNamespace"),
+            &pb::describe_namespace("default"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.http_status, 200);
+    assert_eq!(reply.grpc_status, Some(8), "{reply:?}");
+    assert!(
+        reply.messages.is_empty(),
+        "no part of the message was passed on"
+    );
+    let message = reply.grpc_message.unwrap_or_default();
+    assert!(
+        message.contains(&format!("{large} bytes exceeds the limit of {limit} bytes")),
+        "{message}"
+    );
+    assert_usable(&conn).await;
+}
+
+/// A compressed message small on the wire but over the limit once
+/// decompressed is refused too (where the proxy decompresses: namespace
+/// authorization).
+#[tokio::test]
+async fn decompressed_size_counts_where_the_proxy_decompresses() {
+    let temporal = TemporalServer::start(&[]).await;
+    let pki = TestPki::new();
+    let proxy = ProxyProcess::start(&format!(
+        "{}\n[limits]\nmax_request_message = \"4KiB\"\n[authz]\n[[authz.rule]]\nname = \"all\"\nmatch = {{ cn = \"good-client\" }}\nnamespaces = [\"*\"]\nroles = [\"admin\"]\n",
+        config(&pki, &temporal.url(), "")
+    ))
+    .await;
+    let conn = proxy.grpc(&pki, &pki.client).await;
+    let big = padded_describe("default", 64 * 1024);
+    let compressed = support::grpc::gzip(&big);
+    assert!(compressed.len() < 4096);
+    let reply = conn
+        .raw_compressed(&format!("{WS}/DescribeNamespace"), &compressed, &[])
+        .await
+        .unwrap();
+    assert_eq!(reply.grpc_status, Some(8), "{reply:?}");
+    assert!(reply
+        .grpc_message
+        .unwrap_or_default()
+        .contains("after decompression"));
+    assert_usable(&conn).await;
+}
