@@ -196,3 +196,69 @@ async fn connections_beyond_the_limit_are_refused_counted_and_logged() {
         .unwrap();
     assert!(r.is_ok());
 }
+
+/// A real SDK worker keeps running workflows while the proxy rotates its
+/// connections every second: no workflow fails and no workflow task fails.
+#[tokio::test]
+async fn sdk_worker_runs_across_forced_connection_rotations() {
+    let temporal = TemporalServer::start(&[]).await;
+    let pki = TestPki::new();
+    let proxy = proxy_with(
+        &temporal,
+        &pki,
+        "[keepalive]\nmax_connection_age = \"1s\"\nmax_connection_age_grace = \"60s\"\n",
+    )
+    .await;
+    let tls = support::cli::CliTls::mtls(&pki.ca, &pki.client.cert, &pki.client.key, "localhost");
+    // 20 workflows, one started every 0.25 s: a run of about 5 s.
+    let mut args: Vec<String> = [
+        "--mode",
+        "run",
+        "--address",
+        &proxy.addr.to_string(),
+        "--workflows",
+        "20",
+        "--interval",
+        "0.25",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(support::python::tls_args(&tls));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = support::python::run_python(&args, Duration::from_secs(120)).await;
+    out.assert_success("workflows across rotations");
+    let result = out.json();
+    assert_eq!(result["ok"], true, "{result}");
+    let rotations = proxy
+        .logs()
+        .iter()
+        .filter(|v| v["message"] == "max_connection_age reached: GOAWAY")
+        .count();
+    assert!(
+        rotations >= 2,
+        "only {rotations} rotations during the run: {result}"
+    );
+    // Every workflow's history is free of failed workflow tasks.
+    for id in result["workflow_ids"].as_array().expect("workflow ids") {
+        let id = id.as_str().unwrap();
+        let history = support::cli::temporal_cli(
+            &temporal.address(),
+            None,
+            &["workflow", "show", "-w", id, "-o", "json"],
+        )
+        .await;
+        history.assert_success("workflow show");
+        assert!(
+            history.stdout.contains("WORKFLOW_EXECUTION_COMPLETED")
+                || history.stdout.contains("WorkflowExecutionCompleted"),
+            "{id}: {}",
+            history.stdout
+        );
+        assert!(
+            !history.stdout.contains("WORKFLOW_TASK_FAILED")
+                && !history.stdout.contains("WorkflowTaskFailed"),
+            "{id} had a failed workflow task"
+        );
+    }
+}

@@ -90,6 +90,12 @@ def parse_args(argv):
     )
     p.add_argument("--identity", default=None)
     p.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="run mode: seconds to wait between workflow starts (spreads the run over time)",
+    )
+    p.add_argument(
         "--no-compression",
         action="store_true",
         help="do not gzip requests (the SDK gzips them by default)",
@@ -166,16 +172,19 @@ async def mode_run(args):
         workflow_runner=UnsandboxedWorkflowRunner(),
     ):
         ids = [f"wf-{uuid.uuid4().hex[:12]}" for _ in range(args.workflows)]
-        handles = [
-            await client.start_workflow(
-                GreetingWorkflow.run,
-                f"n{i}",
-                id=wid,
-                task_queue=task_queue,
-                execution_timeout=timedelta(seconds=90),
+        handles = []
+        for i, wid in enumerate(ids):
+            if i and args.interval:
+                await asyncio.sleep(args.interval)
+            handles.append(
+                await client.start_workflow(
+                    GreetingWorkflow.run,
+                    f"n{i}",
+                    id=wid,
+                    task_queue=task_queue,
+                    execution_timeout=timedelta(seconds=90),
+                )
             )
-            for i, wid in enumerate(ids)
-        ]
         results = await asyncio.gather(*(h.result() for h in handles))
     expected = [f"Hello, n{i}!" for i in range(args.workflows)]
     if list(results) != expected:
