@@ -74,3 +74,99 @@ async fn unanswered_ping_closes_the_connection() {
         "no PING among {frames:?}"
     );
 }
+
+/// An h2 client over mTLS to the proxy, its connection driven in the
+/// background; returns the request handle, the ping handle and the
+/// connection's outcome.
+async fn h2_client(
+    proxy: &ProxyProcess,
+    pki: &TestPki,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    h2::PingPong,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let tls = ClientTls::mtls(&pki.ca, &pki.client.cert, &pki.client.key, "localhost");
+    let stream = raw_tls(proxy.addr, &tls).await.unwrap();
+    let (send, mut conn) = h2::client::handshake(stream).await.unwrap();
+    let ping = conn.ping_pong().expect("ping_pong");
+    let driver = tokio::spawn(conn);
+    (send, ping, driver)
+}
+
+#[tokio::test]
+async fn ping_flood_gets_goaway_too_many_pings() {
+    let pki = TestPki::new();
+    let proxy = ProxyProcess::start(&config(&pki, "http://127.0.0.1:9", "")).await;
+    let (_send, mut ping, driver) = h2_client(&proxy, &pki).await;
+    let mut answered = 0;
+    for _ in 0..10 {
+        match ping.ping(h2::Ping::opaque()).await {
+            Ok(_pong) => answered += 1,
+            Err(_) => break,
+        }
+    }
+    // The first ping and two strikes are answered; the next one trips.
+    assert!(answered <= 3, "{answered} pings answered");
+    let outcome = tokio::time::timeout(Duration::from_secs(5), driver)
+        .await
+        .expect("the connection ended")
+        .unwrap();
+    let err = outcome.expect_err("closed by GOAWAY");
+    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err:?}");
+    assert!(err.is_go_away() && err.is_remote(), "{err:?}");
+    assert!(format!("{err:?}").contains("too_many_pings"), "{err:?}");
+    proxy
+        .wait_log(Duration::from_secs(5), |v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("too_many_pings"))
+        })
+        .await
+        .expect("logged with the peer");
+}
+
+/// SDKs ping every 30 s; scaled: a 1 s minimum and a ping every 1.2 s, for
+/// a run of pings, with and without a call in flight. Never refused.
+#[tokio::test]
+async fn well_behaved_pinger_keeps_its_connection() {
+    let temporal = support::temporal::TemporalServer::start(&[]).await;
+    let pki = TestPki::new();
+    let proxy = ProxyProcess::start(&format!(
+        "{}\n[keepalive]\nmin_client_ping_interval = \"1s\"\n",
+        config(&pki, &temporal.url(), "")
+    ))
+    .await;
+    let (mut send, mut ping, driver) = h2_client(&proxy, &pki).await;
+    // A poll in flight for the first few pings.
+    let poll = {
+        let body = support::grpc::frame(
+            &support::grpc::pb::poll_workflow_task_queue("default", "ping-test", "ping-test"),
+            false,
+        );
+        let req = http::Request::post(format!(
+            "https://localhost:{}/temporal.api.workflowservice.v1.WorkflowService/PollWorkflowTaskQueue",
+            proxy.addr.port()
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "4S")
+        .body(())
+        .unwrap();
+        let (resp, mut stream) = send.send_request(req, false).unwrap();
+        stream.send_data(body, true).unwrap();
+        resp
+    };
+    for i in 0..7 {
+        ping.ping(h2::Ping::opaque())
+            .await
+            .unwrap_or_else(|e| panic!("ping {i} refused: {e}"));
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    let resp = poll.await.expect("the poll completed");
+    assert_eq!(resp.status(), 200);
+    assert!(!driver.is_finished(), "the connection was closed");
+    assert!(!proxy.logs().iter().any(|v| v["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("too_many_pings"))));
+}

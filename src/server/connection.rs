@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::activity::ConnActivity;
+use super::h2_guard::{GuardEvents, H2Guard, PingPolicy};
 use super::{stack, ConnectionInfo, Shared};
 use crate::config::KeepaliveConfig;
 use crate::tls::handshake;
@@ -68,9 +70,22 @@ pub async fn handle(
 
     let activity = ConnActivity::new();
     let service = TowerToHyperService::new(stack::build(&shared, info, activity.clone()));
-    let conn = shared
-        .h2
-        .serve_connection(TokioIo::new(accepted.stream), service);
+    // Client pings are policed on the decrypted byte stream, below hyper,
+    // which answers every PING and has no such enforcement of its own.
+    let k = &shared.keepalive;
+    let guarded = H2Guard::new(
+        accepted.stream,
+        PingPolicy {
+            min_interval: k.min_client_ping_interval,
+            permit_without_stream: k.permit_without_stream,
+            max_strikes: 2,
+        },
+        Arc::new(PingEvents {
+            peer,
+            total: shared.too_many_pings.clone(),
+        }),
+    );
+    let conn = shared.h2.serve_connection(TokioIo::new(guarded), service);
     let result = lifecycle(conn, &shared.keepalive, &activity, &token, peer).await;
     match result {
         Ok(()) => tracing::debug!(peer = %peer, "connection closed"),
@@ -131,6 +146,19 @@ where
                 }
             }
         }
+    }
+}
+
+/// Logs and counts connections closed for pinging too often.
+struct PingEvents {
+    peer: SocketAddr,
+    total: Arc<AtomicU64>,
+}
+
+impl GuardEvents for PingEvents {
+    fn too_many_pings(&self) {
+        let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(peer = %self.peer, total, "client pinged too often: GOAWAY ENHANCE_YOUR_CALM too_many_pings");
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod activity;
 mod connection;
+pub mod h2_guard;
 pub mod stack;
 
 use std::future::Future;
@@ -57,6 +58,8 @@ pub struct Shared {
     pub connections: Arc<Semaphore>,
     /// Connections refused because the limit was reached.
     pub refused_connections: AtomicU64,
+    /// Connections closed with GOAWAY `too_many_pings`.
+    pub too_many_pings: Arc<AtomicU64>,
 }
 
 /// The parts of `Shared` that are about calls rather than connections.
@@ -111,6 +114,7 @@ impl Shared {
             keepalive: config.keepalive.clone(),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             refused_connections: AtomicU64::new(0),
+            too_many_pings: Arc::new(AtomicU64::new(0)),
         }
     }
 }
