@@ -29,6 +29,7 @@ pub mod error;
 pub mod grpc;
 pub mod layers;
 pub mod logging;
+pub mod reload;
 pub mod server;
 pub mod temporal;
 pub mod tls;
@@ -110,7 +111,12 @@ pub async fn run(
         upstream = %config.upstream.address,
         "listening (mTLS, HTTP/2)"
     );
+    // Certificates and policy rotate while serving (SIGHUP, file changes).
+    let reloader = reload::Reloader::new(config, shared.clone()).map(|r| tokio::spawn(r.run()));
     server::serve(listener, shared, shutdown).await;
+    if let Some(task) = reloader {
+        task.abort();
+    }
     // The last audit lines are written before the process exits (bounded:
     // a connection cut at the drain timeout may still hold a sink handle).
     if let Some(finished) = audit_finished {

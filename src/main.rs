@@ -126,11 +126,13 @@ fn dev_config(dir: &std::path::Path, listen: &str, upstream: &str) -> Result<Con
         eprintln!("error: cannot write {}: {e}", config_path.display());
         return Err(ExitCode::FAILURE);
     }
-    let config =
-        Config::from_toml(&text, &pki_dir, &config_path.display().to_string()).map_err(|e| {
+    let mut config = Config::from_toml(&text, &pki_dir, &config_path.display().to_string())
+        .map_err(|e| {
             eprintln!("error: {e}");
             ExitCode::from(EX_CONFIG)
         })?;
+    // Edits to the written file are picked up like any config's.
+    config.source = Some(config_path.clone());
     println!("Development PKI in {}", pki_dir.display());
     println!(
         "Config written to {} (run it with --config)",

@@ -22,6 +22,8 @@ pub use validate::Problem;
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The file this config was read from (`None` for config text).
+    pub source: Option<PathBuf>,
     pub listen: ListenConfig,
     pub tls: TlsConfig,
     pub upstream: UpstreamConfig,
@@ -176,7 +178,22 @@ impl Config {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::from_toml(&text, base, &path.display().to_string())
+        let mut config = Config::from_toml(&text, base, &path.display().to_string())?;
+        config.source = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// Every file the config reads (itself, certificates, keys, CAs, CRLs):
+    /// what hot reload watches.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self.source.iter().cloned().collect();
+        files.extend([
+            self.tls.cert.clone(),
+            self.tls.key.clone(),
+            self.tls.client_ca.clone(),
+        ]);
+        files.extend(self.tls.crl.iter().cloned());
+        files
     }
 
     /// Parses and validates config text; `base` resolves relative paths and

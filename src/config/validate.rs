@@ -141,6 +141,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Proble
 
     match (address, tls, upstream) {
         (Some(address), Some(tls), Some(upstream)) if p.0.is_empty() => Ok(Config {
+            source: None,
             listen: ListenConfig { address },
             tls,
             upstream,

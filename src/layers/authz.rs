@@ -19,19 +19,66 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::audit::record::{AuthzOutcome, CallRecord};
-use crate::authz::{open_to_all, Allowed, Decision, Grants, Mode};
+use arc_swap::ArcSwapOption;
+
+use crate::authz::{open_to_all, Allowed, Decision, Grants, Mode, Policy};
 use crate::error::ProxyError;
 use crate::grpc::frame::{decompress, read_first_message, FirstMessage};
 use crate::grpc::{Replay, ResponseBody};
 use crate::temporal::methods::{lookup, Method};
 use crate::temporal::wire::last_string_field;
+use crate::tls::identity::PeerIdentity;
 
-/// What one connection's calls are decided with.
+/// What one connection's calls are decided with. The policy can be
+/// reloaded while the connection is open: the rules this identity matches
+/// are recomputed once when a call sees a new policy, and cached (no lock)
+/// for the calls after it.
 pub struct ConnAuthz {
-    pub grants: Grants,
+    policy: Arc<ArcSwapOption<Policy>>,
+    identity: Arc<PeerIdentity>,
     /// The identity as named in messages and logs (SPIFFE ID, CN or subject).
     pub who: String,
     pub max_message: usize,
+    cached: ArcSwapOption<Cached>,
+}
+
+/// The grants of one identity under one policy.
+struct Cached {
+    policy: Arc<Policy>,
+    grants: Grants,
+}
+
+impl ConnAuthz {
+    pub fn new(
+        policy: Arc<ArcSwapOption<Policy>>,
+        identity: Arc<PeerIdentity>,
+        max_message: usize,
+    ) -> ConnAuthz {
+        ConnAuthz {
+            policy,
+            who: identity.display_name().to_owned(),
+            identity,
+            max_message,
+            cached: ArcSwapOption::empty(),
+        }
+    }
+
+    /// The grants under the current policy; `None` when authorization is
+    /// off (no `[authz]` in the current config).
+    fn grants(&self) -> Option<Arc<Cached>> {
+        let policy = self.policy.load_full()?;
+        if let Some(cached) = self.cached.load_full() {
+            if Arc::ptr_eq(&cached.policy, &policy) {
+                return Some(cached);
+            }
+        }
+        let fresh = Arc::new(Cached {
+            grants: policy.grants_for(&self.identity),
+            policy,
+        });
+        self.cached.store(Some(fresh.clone()));
+        Some(fresh)
+    }
 }
 
 #[derive(Clone)]
@@ -87,7 +134,11 @@ where
         // The instance that was polled ready serves this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let Some(state) = self.state.clone() else {
+        let Some((state, cached)) = self
+            .state
+            .as_ref()
+            .and_then(|s| s.grants().map(|g| (s.clone(), g)))
+        else {
             return Box::pin(inner.call(req.map(Replay::new)));
         };
         Box::pin(async move {
@@ -134,8 +185,8 @@ where
                 Ok(Allowed::Authenticated)
             } else {
                 match method {
-                    None => state.grants.decide_unknown(path),
-                    Some(m) => state.grants.decide(m, path, namespace.as_deref()),
+                    None => cached.grants.decide_unknown(path),
+                    Some(m) => cached.grants.decide(m, path, namespace.as_deref()),
                 }
             };
 
@@ -155,7 +206,7 @@ where
                         known_method: method.is_some(),
                         reason: denied.clone(),
                     };
-                    if state.grants.mode == Mode::Enforce {
+                    if cached.grants.mode == Mode::Enforce {
                         tracing::info!(identity = %state.who, method = path, namespace = namespace.as_deref().unwrap_or(""), reason = denied.label(), "call denied");
                         record_outcome(
                             record.as_deref(),

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ServerConfig;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,7 +47,8 @@ pub struct Shared {
     pub forward: Forward,
     pub pool: Arc<Pool>,
     /// `None`: no `[authz]`, every authenticated client may call anything.
-    pub policy: Option<Arc<Policy>>,
+    /// Swapped whole on reload.
+    pub policy: Arc<ArcSwapOption<Policy>>,
     /// Headers stripped from client requests, and the identity header set.
     pub strip_headers: Arc<[http::HeaderName]>,
     pub identity_header: Option<http::HeaderName>,
@@ -106,7 +107,7 @@ impl Shared {
                 config.limits.max_response_message,
             ),
             pool,
-            policy: calls.policy,
+            policy: Arc::new(ArcSwapOption::new(calls.policy)),
             strip_headers: Arc::from(calls.identity.strip),
             identity_header: calls.identity.header,
             audit: calls.audit,

@@ -35,14 +35,13 @@ pub fn build(
        + Send
        + 'static {
     let identity = info.identity.as_deref();
-    let authz = match (&shared.policy, identity) {
-        (Some(policy), Some(id)) => Some(Arc::new(ConnAuthz {
-            grants: policy.grants_for(id),
-            who: id.display_name().to_owned(),
-            max_message: shared.limits.max_request_message as usize,
-        })),
-        _ => None,
-    };
+    let authz = info.identity.as_ref().map(|id| {
+        Arc::new(ConnAuthz::new(
+            shared.policy.clone(),
+            id.clone(),
+            shared.limits.max_request_message as usize,
+        ))
+    });
     ServiceBuilder::new()
         // Counts open calls for the connection's idle timeout; outermost so
         // that every call counts until its response is done.
