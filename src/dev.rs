@@ -157,6 +157,8 @@ impl DevPki {
         format!(
             "# Written by `temporal-mtls-proxy dev`. Development only.\n\
              [listen]\naddress = \"{listen}\"\n\n\
+             # Metrics and probes; port 0 picks a free one (see the log line).\n\
+             [admin]\naddress = \"127.0.0.1:0\"\n\n\
              [tls]\ncert = {server_cert:?}\nkey = {server_key:?}\nclient_ca = {ca:?}\n\n\
              [upstream]\naddress = \"{upstream}\"\n\n\
              # Who may call what: the dev client is admin of every namespace.\n\

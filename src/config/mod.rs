@@ -37,6 +37,23 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub http2: Http2Config,
     pub keepalive: KeepaliveConfig,
+    pub admin: AdminConfig,
+    /// Answer `grpc.health.v1.Health/Check` from the proxy's own readiness
+    /// instead of forwarding it (`[health] local`).
+    pub health_local: bool,
+}
+
+/// `[admin]`: the HTTP listener for metrics and probes.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `None` when disabled (`address = ""`).
+    pub address: Option<SocketAddr>,
+    /// Distinct namespaces that get their own metric label; later ones
+    /// count as "other".
+    pub max_namespace_labels: usize,
+    /// How often readiness checks the upstream, and how long it waits.
+    pub upstream_check_interval: Duration,
+    pub upstream_check_timeout: Duration,
 }
 
 /// `[limits]`.
@@ -145,6 +162,9 @@ pub struct UpstreamTls {
 pub struct ShutdownConfig {
     /// How long in-flight calls may run after GOAWAY before they are cut.
     pub drain_timeout: Duration,
+    /// After SIGTERM, how long readiness reports false before the listener
+    /// closes (time for load balancers to stop sending new connections).
+    pub unready_delay: Duration,
 }
 
 /// Why a config could not be used.

@@ -17,6 +17,8 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     pub http2: Option<RawHttp2>,
     pub keepalive: Option<RawKeepalive>,
+    pub admin: Option<RawAdmin>,
+    pub health: Option<RawHealth>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,6 +54,7 @@ pub struct RawUpstream {
 #[serde(deny_unknown_fields)]
 pub struct RawShutdown {
     pub drain_timeout: Option<String>,
+    pub unready_delay: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,4 +141,19 @@ pub struct RawKeepalive {
     pub max_connection_age_grace: Option<String>,
     pub upstream_ping_interval: Option<String>,
     pub upstream_ping_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub address: Option<String>,
+    pub max_namespace_labels: Option<u64>,
+    pub upstream_check_interval: Option<String>,
+    pub upstream_check_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub local: Option<bool>,
 }

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 
-use super::raw::{RawConfig, RawShutdown, RawTls, RawUpstream};
+use super::raw::{RawAdmin, RawConfig, RawShutdown, RawTls, RawUpstream};
 use super::{
-    Config, ListenConfig, ShutdownConfig, TlsConfig, UpstreamConfig, UpstreamScheme, UpstreamTls,
+    AdminConfig, Config, ListenConfig, ShutdownConfig, TlsConfig, UpstreamConfig, UpstreamScheme,
+    UpstreamTls,
 };
 use crate::tls::client::ClientTlsMaterial;
 use crate::tls::material;
@@ -138,6 +139,8 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Proble
     let limits = super::wire::validate_limits(&mut p, raw.limits);
     let http2 = super::wire::validate_http2(&mut p, raw.http2, limits.max_request_message);
     let keepalive = super::wire::validate_keepalive(&mut p, raw.keepalive);
+    let admin = validate_admin(&mut p, raw.admin.unwrap_or_default());
+    let health_local = raw.health.and_then(|h| h.local).unwrap_or(false);
 
     match (address, tls, upstream) {
         (Some(address), Some(tls), Some(upstream)) if p.0.is_empty() => Ok(Config {
@@ -152,6 +155,8 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Proble
             limits,
             http2,
             keepalive,
+            admin,
+            health_local,
         }),
         _ => Err(p.0),
     }
@@ -358,11 +363,59 @@ fn parse_upstream_address(address: &str) -> Result<(UpstreamScheme, String, u16)
 }
 
 fn validate_shutdown(p: &mut Problems, raw: RawShutdown) -> ShutdownConfig {
+    let unready_delay = match raw.unready_delay.as_deref() {
+        None | Some("0s") | Some("0") => Duration::ZERO,
+        Some(d) => p.duration("shutdown.unready_delay", Some(d), Duration::ZERO),
+    };
     ShutdownConfig {
         drain_timeout: p.duration(
             "shutdown.drain_timeout",
             raw.drain_timeout.as_deref(),
             DEFAULT_DRAIN_TIMEOUT,
+        ),
+        unready_delay,
+    }
+}
+
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9090";
+
+fn validate_admin(p: &mut Problems, raw: RawAdmin) -> AdminConfig {
+    let address = match raw.address.as_deref() {
+        Some("") => None,
+        other => {
+            let text = other.unwrap_or(DEFAULT_ADMIN_ADDRESS);
+            match text.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    p.add(
+                        "admin.address",
+                        format!("{text:?} is not an IP:port address (\"\" disables the admin listener)"),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let max_namespace_labels = match raw.max_namespace_labels {
+        None => 100,
+        Some(n) if n <= 100_000 => n as usize,
+        Some(n) => {
+            p.add("admin.max_namespace_labels", format!("{n} is more than 100000"));
+            100
+        }
+    };
+    AdminConfig {
+        address,
+        max_namespace_labels,
+        upstream_check_interval: p.duration(
+            "admin.upstream_check_interval",
+            raw.upstream_check_interval.as_deref(),
+            Duration::from_secs(5),
+        ),
+        upstream_check_timeout: p.duration(
+            "admin.upstream_check_timeout",
+            raw.upstream_check_timeout.as_deref(),
+            Duration::from_secs(2),
         ),
     }
 }

@@ -24,12 +24,12 @@ pub fn binary() -> PathBuf {
 pub fn config(pki: &TestPki, upstream: &str, extra: &str) -> String {
     format!(
         "[listen]\naddress = \"127.0.0.1:0\"\n\n\
-         [tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n{extra_tls}\n\
+         [admin]\naddress = \"127.0.0.1:0\"\n\n\
+         [tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\n\
          [upstream]\naddress = \"{upstream}\"\n{extra}\n",
         pki.server_cert.display().to_string(),
         pki.server_key.display().to_string(),
         pki.ca.display().to_string(),
-        extra_tls = "",
     )
 }
 
