@@ -74,7 +74,8 @@ for _ in $(seq 1 50); do
 done
 
 log "through the proxy with mTLS: temporal operator namespace list ${TLS[*]}"
-"$TEMPORAL_BIN" operator namespace list "${TLS[@]}" -o json | grep -m1 '"name"'
+NAMESPACES=$("$TEMPORAL_BIN" operator namespace list "${TLS[@]}" -o json)
+grep -m1 '"name"' <<<"$NAMESPACES"
 log "starting a workflow through the proxy"
 WF_ID=quickstart-$(date +%s)
 "$TEMPORAL_BIN" workflow start --type QuickstartWorkflow --task-queue quickstart \

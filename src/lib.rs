@@ -21,14 +21,17 @@
 //! Errors become gRPC statuses in one place: `error::status_of`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admin;
 pub mod audit;
 pub mod authz;
 pub mod config;
 pub mod dev;
 pub mod error;
 pub mod grpc;
+pub mod health;
 pub mod layers;
 pub mod logging;
+pub mod metrics;
 pub mod reload;
 pub mod server;
 pub mod temporal;
@@ -57,6 +60,12 @@ pub enum RunError {
     Upstream(#[from] upstream::UpstreamError),
     #[error(transparent)]
     Audit(#[from] audit::sink::SinkError),
+    #[error("cannot bind the admin listener {address}: {source}")]
+    AdminBind {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Binds the configured listen address.
@@ -69,19 +78,26 @@ pub async fn bind(config: &Config) -> Result<TcpListener, RunError> {
         })
 }
 
-/// Serves on `listener` until `shutdown` resolves, then drains.
+/// Serves on `listener` until `shutdown` resolves, then drains: readiness
+/// turns false, the listener closes after `shutdown.unready_delay`, every
+/// connection gets GOAWAY, and calls in flight get the drain timeout.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let server_tls = tls::server::server_config(&config.tls.material)?;
-    let pool = upstream::pool(&config.upstream, &config.keepalive)?;
+    let metrics = metrics::Metrics::new(config.admin.max_namespace_labels);
+    let health = admin::Health::new();
+    let pool = upstream::pool(&config.upstream, &config.keepalive, metrics.clone())?;
     let audit = match &config.audit {
         Some(a) => Some(audit::sink::AuditSink::spawn(a.target.clone(), a.buffer)?),
         None => None,
     };
     let audit_finished = audit.as_ref().map(audit::sink::AuditSink::finished);
+    if let Some(sink) = &audit {
+        metrics.set_audit_dropped_source(sink.dropped_source());
+    }
     match &config.authz {
         Some(policy) => tracing::info!(
             mode = ?policy.mode,
@@ -92,6 +108,15 @@ pub async fn run(
             "no [authz] section: every client with a valid certificate may call every method on every namespace"
         ),
     }
+    health::certificates(&config, &metrics, &health);
+    let admin_listener = match config.admin.address {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| RunError::AdminBind { address, source })?,
+        ),
+        None => None,
+    };
     let shared = Arc::new(server::Shared::new(
         &config,
         server_tls,
@@ -100,6 +125,8 @@ pub async fn run(
             policy: config.authz.clone().map(Arc::new),
             identity: config.identity.clone(),
             audit,
+            metrics: metrics.clone(),
+            health: health.clone(),
         },
     ));
     let local = listener.local_addr().map_err(|source| RunError::Bind {
@@ -111,12 +138,39 @@ pub async fn run(
         upstream = %config.upstream.address,
         "listening (mTLS, HTTP/2)"
     );
+    let admin_stop = tokio_util::sync::CancellationToken::new();
+    if let Some(l) = admin_listener {
+        let stop = admin_stop.clone();
+        tokio::spawn(admin::serve_admin(
+            l,
+            metrics.clone(),
+            health.clone(),
+            async move {
+                stop.cancelled().await;
+            },
+        ));
+    }
+    let probe = tokio::spawn(health::probe_upstream(shared.clone(), config.clone()));
+    health.set_serving(true);
     // Certificates and policy rotate while serving (SIGHUP, file changes).
+    let unready_delay = config.shutdown.unready_delay;
     let reloader = reload::Reloader::new(config, shared.clone()).map(|r| tokio::spawn(r.run()));
+    let draining = health.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Readiness first, so load balancers stop sending new connections,
+        // then the listener closes.
+        draining.set_draining(true);
+        tokio::time::sleep(unready_delay).await;
+    };
     server::serve(listener, shared, shutdown).await;
+    probe.abort();
     if let Some(task) = reloader {
         task.abort();
     }
+    health.set_serving(false);
+    admin_stop.cancel();
+    metrics.clear_audit_dropped_source();
     // The last audit lines are written before the process exits (bounded:
     // a connection cut at the drain timeout may still hold a sink handle).
     if let Some(finished) = audit_finished {

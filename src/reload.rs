@@ -96,6 +96,7 @@ impl Reloader {
         let outcome = self.try_reload();
         match &outcome {
             Outcome::Applied { needs_restart } => {
+                self.shared.metrics.reload_succeeded();
                 tracing::info!(
                     trigger,
                     "reloaded certificates, CA bundle, CRLs and authorization policy"
@@ -108,6 +109,7 @@ impl Reloader {
                 }
             }
             Outcome::Refused(reason) => {
+                self.shared.metrics.reload_failed();
                 tracing::error!(trigger, reason = %reason, "reload refused: the running certificates and policy keep serving");
             }
         }
@@ -125,6 +127,7 @@ impl Reloader {
         };
         self.shared.tls.store(tls);
         self.shared.policy.store(new.authz.clone().map(Arc::new));
+        crate::health::certificates(&new, &self.shared.metrics, &self.shared.health);
         Outcome::Applied {
             needs_restart: needs_restart(&self.started, &new),
         }

@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use super::sink::AuditSink;
 use crate::grpc::CallEnd;
+use crate::metrics::{self, AuthzDecision, MessageDirection, Metrics};
 use crate::tls::identity::PeerIdentity;
 
 /// The authorization outcome of a call, as the audit log shows it.
@@ -30,22 +31,36 @@ pub struct CallRecord {
     started: Instant,
     peer: SocketAddr,
     identity: Option<Arc<PeerIdentity>>,
-    method: String,
+    uri: http::Uri,
+    /// The RPC's short name when the method table knows it.
+    method: Option<&'static str>,
     outcome: OnceLock<AuthzOutcome>,
     request_bytes: AtomicU64,
+    /// What the proxy refused the call for, if it did (error label).
+    refusal: OnceLock<&'static str>,
 }
 
 impl CallRecord {
-    pub fn new(peer: SocketAddr, identity: Option<Arc<PeerIdentity>>, method: &str) -> CallRecord {
+    pub fn new(
+        peer: SocketAddr,
+        identity: Option<Arc<PeerIdentity>>,
+        uri: &http::Uri,
+    ) -> CallRecord {
         CallRecord {
             at: SystemTime::now(),
             started: Instant::now(),
             peer,
             identity,
-            method: method.to_owned(),
+            method: crate::temporal::methods::lookup(uri.path()).map(|m| m.name),
+            uri: uri.clone(),
             outcome: OnceLock::new(),
             request_bytes: AtomicU64::new(0),
+            refusal: OnceLock::new(),
         }
+    }
+
+    pub fn set_refusal(&self, label: &'static str) {
+        let _ = self.refusal.set(label);
     }
 
     pub fn set_outcome(&self, outcome: AuthzOutcome) {
@@ -70,7 +85,7 @@ impl CallRecord {
             "time": humantime::format_rfc3339_millis(self.at).to_string(),
             "peer": self.peer.to_string(),
             "identity": identity,
-            "method": self.method,
+            "method": self.uri.path(),
             "namespace": outcome.and_then(|o| o.namespace.as_deref()),
             "decision": outcome.map_or("none", |o| o.decision),
             "rule": outcome.and_then(|o| o.rule.as_deref()),
@@ -84,15 +99,58 @@ impl CallRecord {
     }
 }
 
-/// Writes the record's line when the call ends.
-pub struct WriteOnEnd {
+/// When the call ends: counts it in the metrics and writes its audit line.
+pub struct OnCallEnd {
     pub record: Arc<CallRecord>,
-    pub sink: AuditSink,
+    pub sink: Option<AuditSink>,
+    pub metrics: Arc<Metrics>,
 }
 
-impl CallEnd for WriteOnEnd {
-    fn ended(self: Box<Self>, grpc_status: Option<i32>, response_bytes: u64) {
-        self.sink
-            .write(self.record.line(grpc_status, response_bytes));
+impl CallEnd for OnCallEnd {
+    fn ended(
+        self: Box<Self>,
+        grpc_status: Option<i32>,
+        response_bytes: u64,
+        error: Option<&'static str>,
+    ) {
+        let r = &self.record;
+        if let Some(label) = error {
+            r.set_refusal(label);
+        }
+        let outcome = r.outcome.get();
+        // A call whose client went away before the end is counted CANCELLED.
+        let status = grpc_status.unwrap_or(1);
+        self.metrics.record_call(&metrics::CallRecord {
+            method: r.method,
+            namespace: outcome.and_then(|o| o.namespace.as_deref()),
+            grpc_status: status,
+            duration: r.started.elapsed(),
+            request_bytes: r.request_bytes.load(Ordering::Relaxed),
+            response_bytes,
+        });
+        if let Some(o) = outcome {
+            let decision = match o.decision {
+                "allow" => Some(AuthzDecision::Allow),
+                "deny" => Some(AuthzDecision::Deny),
+                "audit_deny" => Some(AuthzDecision::AuditDeny),
+                "invalid" => Some(AuthzDecision::Invalid),
+                _ => None,
+            };
+            if let Some(d) = decision {
+                self.metrics.authz_decision(o.rule.as_ref(), d);
+            }
+        }
+        match r.refusal.get().copied() {
+            Some("message_too_large") => {
+                self.metrics.message_size_refused(MessageDirection::Request)
+            }
+            Some("response_too_large") => self
+                .metrics
+                .message_size_refused(MessageDirection::Response),
+            _ => {}
+        }
+        if let Some(sink) = &self.sink {
+            sink.write(r.line(grpc_status, response_bytes));
+        }
     }
 }

@@ -118,6 +118,13 @@ impl AuditSink {
         self.counters.dropped.load(Ordering::Relaxed)
     }
 
+    /// Reads the drop count without holding the sink open (for metrics,
+    /// which must not keep `finished()` waiting).
+    pub fn dropped_source(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let counters = self.counters.clone();
+        move || counters.dropped.load(Ordering::Relaxed)
+    }
+
     /// Lines the OS has accepted so far.
     pub fn written(&self) -> u64 {
         self.counters.written.load(Ordering::Relaxed)

@@ -389,7 +389,9 @@ fn validate_admin(p: &mut Problems, raw: RawAdmin) -> AdminConfig {
                 Err(_) => {
                     p.add(
                         "admin.address",
-                        format!("{text:?} is not an IP:port address (\"\" disables the admin listener)"),
+                        format!(
+                            "{text:?} is not an IP:port address (\"\" disables the admin listener)"
+                        ),
                     );
                     None
                 }
@@ -400,7 +402,10 @@ fn validate_admin(p: &mut Problems, raw: RawAdmin) -> AdminConfig {
         None => 100,
         Some(n) if n <= 100_000 => n as usize,
         Some(n) => {
-            p.add("admin.max_namespace_labels", format!("{n} is more than 100000"));
+            p.add(
+                "admin.max_namespace_labels",
+                format!("{n} is more than 100000"),
+            );
             100
         }
     };

@@ -20,7 +20,14 @@ use crate::upstream::StreamLease;
 /// Told once how a call ended: its grpc-status (`None` when the client went
 /// away first) and the response bytes sent.
 pub trait CallEnd: Send {
-    fn ended(self: Box<Self>, grpc_status: Option<i32>, response_bytes: u64);
+    /// `error` is the label of the proxy error that ended the call, if one
+    /// did after the response began (e.g. `response_too_large`).
+    fn ended(
+        self: Box<Self>,
+        grpc_status: Option<i32>,
+        response_bytes: u64,
+        error: Option<&'static str>,
+    );
 }
 
 #[derive(Default)]
@@ -35,6 +42,7 @@ struct Hook {
     end: Box<dyn CallEnd>,
     status: Option<i32>,
     bytes: u64,
+    error: Option<&'static str>,
 }
 
 #[derive(Default)]
@@ -87,6 +95,7 @@ impl ResponseBody {
             end,
             status,
             bytes: 0,
+            error: None,
         });
     }
 
@@ -95,6 +104,9 @@ impl ResponseBody {
         err: ProxyError,
     ) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
         self.state = State::Done;
+        if let Some(hook) = &mut self.hook {
+            hook.error = Some(err.label());
+        }
         let mut trailers = HeaderMap::new();
         let status = status_of(&err);
         tracing::debug!(error = %err, code = ?status.code(), "call ended by the proxy");
@@ -113,7 +125,7 @@ impl ResponseBody {
 
     fn fire(&mut self) {
         if let Some(hook) = self.hook.take() {
-            hook.end.ended(hook.status, hook.bytes);
+            hook.end.ended(hook.status, hook.bytes, hook.error);
         }
         self.active = None;
     }

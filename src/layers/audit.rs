@@ -1,4 +1,4 @@
-//! Audit: one JSON line per call with who called what, the authorization
+//! Audit and call metrics: one JSON line per call (when `[audit]` is on) with who called what, the authorization
 //! decision, the grpc-status, bytes each way and the duration. The record is
 //! made here, filled in by the layers below (the authorization layer sets
 //! its decision), and written when the response ends. Outermost, so that
@@ -15,21 +15,32 @@ use http_body::{Body, Frame, SizeHint};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::audit::record::{CallRecord, WriteOnEnd};
+use crate::audit::record::{CallRecord, OnCallEnd};
 use crate::audit::sink::AuditSink;
 use crate::grpc::{grpc_status, ResponseBody};
+use crate::layers::rescue::RefusedFor;
+use crate::metrics::Metrics;
 use crate::server::ConnectionInfo;
 
 #[derive(Clone)]
 pub struct AuditLayer {
-    /// `None`: audit is off and the layer only passes calls through.
+    /// `None`: audit lines are off; calls are still counted in the metrics.
     sink: Option<AuditSink>,
+    metrics: Arc<Metrics>,
     conn: Arc<ConnectionInfo>,
 }
 
 impl AuditLayer {
-    pub fn new(sink: Option<AuditSink>, conn: Arc<ConnectionInfo>) -> AuditLayer {
-        AuditLayer { sink, conn }
+    pub fn new(
+        sink: Option<AuditSink>,
+        metrics: Arc<Metrics>,
+        conn: Arc<ConnectionInfo>,
+    ) -> AuditLayer {
+        AuditLayer {
+            sink,
+            metrics,
+            conn,
+        }
     }
 }
 
@@ -40,6 +51,7 @@ impl<S> Layer<S> for AuditLayer {
         Audit {
             inner,
             sink: self.sink.clone(),
+            metrics: self.metrics.clone(),
             conn: self.conn.clone(),
         }
     }
@@ -49,6 +61,7 @@ impl<S> Layer<S> for AuditLayer {
 pub struct Audit<S> {
     inner: S,
     sink: Option<AuditSink>,
+    metrics: Arc<Metrics>,
     conn: Arc<ConnectionInfo>,
 }
 
@@ -66,16 +79,12 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let Some(sink) = self.sink.clone() else {
-            let fut = self
-                .inner
-                .call(req.map(|body| Counted { body, record: None }));
-            return Box::pin(fut);
-        };
+        let sink = self.sink.clone();
+        let metrics = self.metrics.clone();
         let record = Arc::new(CallRecord::new(
             self.conn.peer,
             self.conn.identity.clone(),
-            req.uri().path(),
+            req.uri(),
         ));
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(record.clone());
@@ -87,8 +96,17 @@ where
         Box::pin(async move {
             let mut resp = fut.await?;
             let status = grpc_status(resp.headers());
-            resp.body_mut()
-                .on_end(Box::new(WriteOnEnd { record, sink }), status);
+            if let Some(refusal) = resp.extensions().get::<RefusedFor>() {
+                record.set_refusal(refusal.0);
+            }
+            resp.body_mut().on_end(
+                Box::new(OnCallEnd {
+                    record,
+                    sink,
+                    metrics,
+                }),
+                status,
+            );
             Ok(resp)
         })
     }

@@ -18,6 +18,11 @@ use crate::grpc::{status_response, ResponseBody};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RescueLayer;
 
+/// Put on responses the proxy made from an error: the error's label, for
+/// the audit line and metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct RefusedFor(pub &'static str);
+
 impl<S> Layer<S> for RescueLayer {
     type Service = Rescue<S>;
 
@@ -58,7 +63,9 @@ where
                     let err: ProxyError = err.into();
                     let status = status_of(&err);
                     tracing::debug!(code = ?status.code(), error = %err, "call answered by the proxy");
-                    Ok(status_response(status))
+                    let mut resp = status_response(status);
+                    resp.extensions_mut().insert(RefusedFor(err.label()));
+                    Ok(resp)
                 }
             }
         })

@@ -19,6 +19,7 @@ use super::activity::ConnActivity;
 use super::h2_guard::{GuardEvents, H2Guard, PingPolicy};
 use super::{stack, ConnectionInfo, Shared};
 use crate::config::KeepaliveConfig;
+use crate::metrics::{KeepaliveEvent, Metrics};
 use crate::tls::handshake;
 use crate::tls::identity::PeerIdentity;
 
@@ -37,6 +38,7 @@ pub async fn handle(
         Ok(a) => a,
         Err(refusal) => {
             handshake::log_refusal(peer, &refusal);
+            shared.metrics.handshake_failed(refusal.label());
             return;
         }
     };
@@ -83,12 +85,25 @@ pub async fn handle(
         Arc::new(PingEvents {
             peer,
             total: shared.too_many_pings.clone(),
+            metrics: shared.metrics.clone(),
         }),
     );
     let conn = shared.h2.serve_connection(TokioIo::new(guarded), service);
-    let result = lifecycle(conn, &shared.keepalive, &activity, &token, peer).await;
+    let result = lifecycle(
+        conn,
+        &shared.keepalive,
+        &activity,
+        &token,
+        peer,
+        &shared.metrics,
+    )
+    .await;
     match result {
         Ok(()) => tracing::debug!(peer = %peer, "connection closed"),
+        Err(e) if e.is_timeout() => {
+            shared.metrics.keepalive_event(KeepaliveEvent::PingTimeout);
+            tracing::info!(peer = %peer, "connection closed: keepalive ping not answered in time");
+        }
         Err(e) => tracing::debug!(peer = %peer, error = %e, "connection ended with an error"),
     }
 }
@@ -105,6 +120,7 @@ async fn lifecycle<C>(
     activity: &ConnActivity,
     token: &CancellationToken,
     peer: SocketAddr,
+    metrics: &Metrics,
 ) -> Result<(), hyper::Error>
 where
     C: Future<Output = Result<(), hyper::Error>> + GracefulShutdown,
@@ -129,6 +145,7 @@ where
             }
             () = &mut age_timer, if !closing => {
                 tracing::debug!(peer = %peer, age = ?age, "max_connection_age reached: GOAWAY");
+                metrics.keepalive_event(KeepaliveEvent::AgeClosed);
                 closing = true;
                 aged = true;
                 conn.as_mut().shutdown_gracefully();
@@ -141,6 +158,7 @@ where
             () = tokio::time::sleep_until(idle_check), if !closing => {
                 if activity.idle_deadline(keepalive.max_connection_idle).is_some_and(|d| d <= Instant::now()) {
                     tracing::debug!(peer = %peer, "max_connection_idle reached: GOAWAY");
+                    metrics.keepalive_event(KeepaliveEvent::IdleClosed);
                     closing = true;
                     conn.as_mut().shutdown_gracefully();
                 }
@@ -153,11 +171,13 @@ where
 struct PingEvents {
     peer: SocketAddr,
     total: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 }
 
 impl GuardEvents for PingEvents {
     fn too_many_pings(&self) {
         let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
+        self.metrics.keepalive_event(KeepaliveEvent::TooManyPings);
         tracing::warn!(peer = %self.peer, total, "client pinged too often: GOAWAY ENHANCE_YOUR_CALM too_many_pings");
     }
 }

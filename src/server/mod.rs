@@ -21,9 +21,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::Health;
 use crate::audit::sink::AuditSink;
 use crate::authz::Policy;
 use crate::config::{Config, IdentityHeaderConfig, KeepaliveConfig, LimitsConfig};
+use crate::metrics::{Metrics, RefusalReason};
 use crate::tls::identity::PeerIdentity;
 use crate::upstream::{Forward, Pool};
 
@@ -61,6 +63,8 @@ pub struct Shared {
     pub refused_connections: AtomicU64,
     /// Connections closed with GOAWAY `too_many_pings`.
     pub too_many_pings: Arc<AtomicU64>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
 }
 
 /// The parts of `Shared` that are about calls rather than connections.
@@ -68,6 +72,8 @@ pub struct CallPolicy {
     pub policy: Option<Arc<Policy>>,
     pub identity: IdentityHeaderConfig,
     pub audit: Option<AuditSink>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
 }
 
 impl Shared {
@@ -116,6 +122,8 @@ impl Shared {
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             refused_connections: AtomicU64::new(0),
             too_many_pings: Arc::new(AtomicU64::new(0)),
+            metrics: calls.metrics,
+            health: calls.health,
         }
     }
 }
@@ -136,14 +144,17 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
                     let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
                         // At the limit: refuse at once (close), count, log.
                         let refused = shared.refused_connections.fetch_add(1, Ordering::Relaxed) + 1;
+                        shared.metrics.connection_refused(RefusalReason::MaxConnections);
                         tracing::warn!(peer = %peer, limit = shared.limits.max_connections, refused_total = refused, "connection refused: limits.max_connections reached");
                         drop(tcp);
                         continue;
                     };
                     let _ = tcp.set_nodelay(true);
+                    let open = shared.metrics.connection_accepted();
                     let conn = connection::handle(tcp, peer, shared.clone(), token.clone());
                     tracker.spawn(async move {
                         conn.await;
+                        drop(open);
                         drop(permit);
                     });
                 }

@@ -48,7 +48,11 @@ pub fn build(
         .layer(ActivityLayer::new(activity))
         // Sees every call, including those the proxy answers
         // itself, and writes its audit line when the response ends.
-        .layer(AuditLayer::new(shared.audit.clone(), info.clone()))
+        .layer(AuditLayer::new(
+            shared.audit.clone(),
+            shared.metrics.clone(),
+            info.clone(),
+        ))
         // Any error from below (denials, bad requests, upstream failures)
         // becomes a gRPC status here, never a reset.
         .layer(RescueLayer)

@@ -16,6 +16,7 @@ pub use forward::Forward;
 pub use pool::{Pool, StreamLease};
 
 use crate::config::{KeepaliveConfig, UpstreamConfig};
+use crate::metrics::{Metrics, UpstreamFailure};
 
 /// Request bodies as sent upstream. Boxed so that request-side layers can
 /// wrap the client's body (framing checks, first-message inspection) without
@@ -52,11 +53,31 @@ pub enum UpstreamError {
     TlsConfig(String),
 }
 
+impl UpstreamError {
+    /// The metrics label of a failed connect.
+    pub fn failure_kind(&self) -> UpstreamFailure {
+        match self {
+            UpstreamError::Connect { source, .. }
+                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                UpstreamFailure::Refused
+            }
+            UpstreamError::ConnectTimeout { .. } => UpstreamFailure::Timeout,
+            UpstreamError::Tls { .. }
+            | UpstreamError::NoAlpn { .. }
+            | UpstreamError::TlsConfig(_) => UpstreamFailure::Tls,
+            UpstreamError::Handshake { .. } => UpstreamFailure::Handshake,
+            UpstreamError::Connect { .. } => UpstreamFailure::Other,
+        }
+    }
+}
+
 /// Builds the pool for a validated upstream config.
 pub fn pool(
     config: &UpstreamConfig,
     keepalive: &KeepaliveConfig,
+    metrics: Arc<Metrics>,
 ) -> Result<Arc<Pool>, UpstreamError> {
     let connector = connector::Connector::new(config, keepalive)?;
-    Ok(Pool::new(connector, config.max_concurrent_streams))
+    Ok(Pool::new(connector, config.max_concurrent_streams, metrics))
 }

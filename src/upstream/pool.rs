@@ -13,9 +13,11 @@ use hyper::client::conn::http2::SendRequest;
 
 use super::connector::Connector;
 use super::{RequestBody, UpstreamError};
+use crate::metrics::Metrics;
 
 pub struct Pool {
     connector: Connector,
+    metrics: Arc<Metrics>,
     max_streams: usize,
     conns: ArcSwap<Vec<Arc<PooledConn>>>,
     /// Counts finished connect attempts; see `connect_slow`.
@@ -61,9 +63,10 @@ impl Drop for StreamLease {
 }
 
 impl Pool {
-    pub fn new(connector: Connector, max_streams: u32) -> Arc<Pool> {
+    pub fn new(connector: Connector, max_streams: u32, metrics: Arc<Metrics>) -> Arc<Pool> {
         Arc::new(Pool {
             connector,
+            metrics,
             max_streams: max_streams as usize,
             conns: ArcSwap::from_pointee(Vec::new()),
             attempts: AtomicU64::new(0),
@@ -145,8 +148,10 @@ impl Pool {
                 let pool: Weak<Pool> = Arc::downgrade(self);
                 let id = conn.id;
                 let driver = connected.driver;
+                let open = self.metrics.upstream_connected();
                 tokio::spawn(async move {
                     driver.await;
+                    drop(open);
                     if let Some(pool) = pool.upgrade() {
                         pool.remove(id);
                     }
@@ -154,6 +159,8 @@ impl Pool {
                 Ok(StreamLease { conn })
             }
             Err(e) => {
+                self.metrics.upstream_connect_failed(e.failure_kind());
+                tracing::warn!(upstream = %self.address(), error = %e, "upstream connect failed");
                 let e = Arc::new(e);
                 *last_failure = Some((attempt, e.clone()));
                 Err(e)
