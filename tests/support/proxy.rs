@@ -163,6 +163,49 @@ impl ProxyProcess {
             .unwrap_or_else(|e| panic!("connect to the proxy as {}: {e}", who.cn))
     }
 
+    /// The admin listener's address, from its log line.
+    pub async fn admin_addr(&self) -> SocketAddr {
+        let line = self
+            .wait_log(Duration::from_secs(10), |v| {
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("admin listening"))
+            })
+            .await
+            .expect("admin listener started");
+        line["address"]
+            .as_str()
+            .expect("address")
+            .parse()
+            .expect("admin address")
+    }
+
+    /// `GET path` on the admin listener: status and body.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(self.admin_addr().await)
+            .await
+            .expect("connect to admin");
+        tcp.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut raw = Vec::new();
+        tcp.read_to_end(&mut raw).await.expect("read");
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
     pub fn dir(&self) -> &Path {
         self._dir.path()
     }

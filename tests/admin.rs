@@ -1,0 +1,245 @@
+//! The admin listener: /metrics counts exactly the calls made (a known
+//! sequence with a denied call and a refused handshake), /healthz, and
+//! /readyz following the upstream and the drain.
+
+mod support;
+
+use std::time::Duration;
+
+use support::grpc::{pb, raw_tls, ClientTls};
+use support::pki::TestPki;
+use support::proxy::{config, ProxyProcess};
+use support::temporal::{TemporalOpts, TemporalServer};
+
+const WS: &str = "/temporal.api.workflowservice.v1.WorkflowService";
+
+/// The value of the sample `name{labels...}` whose labels include all of
+/// `labels` (each `key="value"`).
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (set, value) = match rest.strip_prefix('{') {
+            Some(r) => r.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        labels
+            .iter()
+            .all(|l| set.split(',').any(|p| p == *l))
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+const POLICY: &str = "[authz]\n[[authz.rule]]\nname = \"readers\"\nmatch = { cn = \"good-client\" }\nnamespaces = [\"default\"]\nroles = [\"reader\"]\n";
+
+#[tokio::test]
+async fn metrics_count_exactly_the_calls_made() {
+    let temporal = TemporalServer::start(&["other"]).await;
+    let pki = TestPki::new();
+    let proxy =
+        ProxyProcess::start(&format!("{}\n{POLICY}", config(&pki, &temporal.url(), ""))).await;
+
+    // A refused handshake: no client certificate.
+    let no_cert = ClientTls::new(&pki.ca, "localhost");
+    if let Ok(mut s) = raw_tls(proxy.addr, &no_cert).await {
+        use tokio::io::AsyncReadExt;
+        let mut b = [0u8; 64];
+        let _ = s.read(&mut b).await;
+    }
+    // Two GetSystemInfo, one allowed DescribeNamespace, one denied.
+    let conn = proxy.grpc(&pki, &pki.client).await;
+    for _ in 0..2 {
+        let r = conn
+            .unary(&format!("{WS}/GetSystemInfo"), &pb::get_system_info(), &[])
+            .await
+            .unwrap();
+        assert!(r.is_ok());
+    }
+    let ok = conn
+        .unary(
+            &format!("{WS}/DescribeNamespace"),
+            &pb::describe_namespace("default"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(ok.is_ok());
+    let denied = conn
+        .unary(
+            &format!("{WS}/DescribeNamespace"),
+            &pb::describe_namespace("other"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(denied.grpc_status, Some(7));
+    proxy
+        .wait_log(Duration::from_secs(5), |v| {
+            v["message"] == "TLS handshake refused"
+        })
+        .await
+        .expect("refusal logged");
+
+    let (status, m) = proxy.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    let p = "temporal_mtls_proxy_";
+    let calls = format!("{p}calls_total");
+    assert_eq!(
+        sample(
+            &m,
+            &calls,
+            &[
+                "method=\"GetSystemInfo\"",
+                "namespace=\"\"",
+                "grpc_status=\"OK\""
+            ]
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &calls,
+            &[
+                "method=\"DescribeNamespace\"",
+                "namespace=\"default\"",
+                "grpc_status=\"OK\""
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &calls,
+            &[
+                "method=\"DescribeNamespace\"",
+                "namespace=\"other\"",
+                "grpc_status=\"PERMISSION_DENIED\""
+            ]
+        ),
+        Some(1.0)
+    );
+    let decisions = format!("{p}authz_decisions_total");
+    assert_eq!(
+        sample(&m, &decisions, &["rule=\"readers\"", "decision=\"allow\""]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &decisions,
+            &["rule=\"authenticated\"", "decision=\"allow\""]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&m, &decisions, &["rule=\"none\"", "decision=\"deny\""]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("{p}handshake_failures_total"),
+            &["reason=\"no_client_certificate\""]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, &format!("{p}connections_accepted_total"), &[]),
+        Some(2.0)
+    );
+    assert_eq!(sample(&m, &format!("{p}connections_open"), &[]), Some(1.0));
+    assert_eq!(
+        sample(
+            &m,
+            &format!("{p}call_duration_seconds_count"),
+            &["method=\"DescribeNamespace\""]
+        ),
+        Some(2.0)
+    );
+    assert!(
+        sample(&m, &format!("{p}certificate_expiry_min_seconds"), &[])
+            .is_some_and(|s| s > 86_400.0)
+    );
+    assert!(sample(&m, &format!("{p}upstream_connections_open"), &[]).is_some_and(|n| n >= 1.0));
+}
+
+#[tokio::test]
+async fn readyz_follows_the_upstream_and_healthz_the_process() {
+    let mut temporal = TemporalServer::start_with(TemporalOpts::default()).await;
+    let pki = TestPki::new();
+    let proxy = ProxyProcess::start(&config(&pki, &temporal.url(), "").replace(
+        "[admin]\naddress = \"127.0.0.1:0\"\n",
+        "[admin]\naddress = \"127.0.0.1:0\"\nupstream_check_interval = \"200ms\"\nupstream_check_timeout = \"1s\"\n",
+    ))
+    .await;
+    let wait_ready = |want: u16| {
+        let proxy = &proxy;
+        async move {
+            for _ in 0..100 {
+                let (status, body) = proxy.admin_get("/readyz").await;
+                if status == want {
+                    return body;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("readyz never answered {want}");
+        }
+    };
+    assert!(wait_ready(200).await.contains("ok upstream"));
+    assert_eq!(proxy.admin_get("/healthz").await.0, 200);
+
+    temporal.stop().await;
+    let body = wait_ready(503).await;
+    assert!(body.contains("fail upstream"), "{body}");
+    assert_eq!(
+        proxy.admin_get("/healthz").await.0,
+        200,
+        "the process still serves"
+    );
+
+    temporal.restart().await;
+    assert!(wait_ready(200).await.contains("ok upstream"));
+}
+
+#[tokio::test]
+async fn sigterm_turns_readiness_off_while_calls_drain() {
+    let temporal = TemporalServer::start(&[]).await;
+    let pki = TestPki::new();
+    let proxy = ProxyProcess::start(&format!(
+        "{}\n[shutdown]\ndrain_timeout = \"30s\"\nunready_delay = \"1s\"\n",
+        config(&pki, &temporal.url(), "")
+    ))
+    .await;
+    let conn = proxy.grpc(&pki, &pki.client).await;
+    let poll = tokio::spawn(async move {
+        conn.unary_timeout(
+            &format!("{WS}/PollWorkflowTaskQueue"),
+            &pb::poll_workflow_task_queue("default", "drain-ready", "drain-ready"),
+            &[("grpc-timeout", "5S")],
+            Duration::from_secs(30),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.signal("TERM");
+    // Readiness goes first; the listener still accepts during unready_delay.
+    let mut saw_unready = false;
+    for _ in 0..20 {
+        let (status, body) = proxy.admin_get("/readyz").await;
+        if status == 503 {
+            assert!(body.contains("draining"), "{body}");
+            saw_unready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_unready);
+    assert!(
+        tokio::net::TcpStream::connect(proxy.addr).await.is_ok(),
+        "listener closed before readiness had time to propagate"
+    );
+    let reply = poll.await.unwrap().unwrap();
+    assert!(reply.is_ok(), "{reply:?}");
+}
