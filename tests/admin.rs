@@ -243,3 +243,62 @@ async fn sigterm_turns_readiness_off_while_calls_drain() {
     let reply = poll.await.unwrap().unwrap();
     assert!(reply.is_ok(), "{reply:?}");
 }
+
+const HEALTH: &str = "/grpc.health.v1.Health/Check";
+
+/// By default Health/Check goes to the frontend (the SDKs' connect check
+/// gets the frontend's own answer); `[health] local = true` answers from
+/// the proxy's readiness instead.
+#[tokio::test]
+async fn health_checks_pass_through_or_answer_locally() {
+    let mut temporal = TemporalServer::start(&[]).await;
+    let pki = TestPki::new();
+    let check = pb::health_check("temporal.api.workflowservice.v1.WorkflowService");
+
+    let forwarded = ProxyProcess::start(&config(&pki, &temporal.url(), "")).await;
+    let conn = forwarded.grpc(&pki, &pki.client).await;
+    let r = conn.unary(HEALTH, &check, &[]).await.unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(
+        pb::health_status(&r.message()),
+        Some(1),
+        "SERVING from the frontend"
+    );
+
+    let local = ProxyProcess::start(&format!(
+        "{}\n[health]\nlocal = true\n",
+        config(&pki, &temporal.url(), "").replace(
+            "[admin]\naddress = \"127.0.0.1:0\"\n",
+            "[admin]\naddress = \"127.0.0.1:0\"\nupstream_check_interval = \"200ms\"\nupstream_check_timeout = \"1s\"\n",
+        )
+    ))
+    .await;
+    let lconn = local.grpc(&pki, &pki.client).await;
+    let mut status = None;
+    for _ in 0..50 {
+        let r = lconn.unary(HEALTH, &check, &[]).await.unwrap();
+        assert!(r.is_ok(), "{r:?}");
+        status = pb::health_status(&r.message());
+        if status == Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, Some(1), "SERVING once ready");
+
+    temporal.stop().await;
+    // Forwarded: the frontend is gone, so the check fails as UNAVAILABLE.
+    let r = conn.unary(HEALTH, &check, &[]).await.unwrap();
+    assert_eq!(r.grpc_status, Some(14), "{r:?}");
+    // Local: answered by the proxy, NOT_SERVING once readiness sees it.
+    for _ in 0..50 {
+        let r = lconn.unary(HEALTH, &check, &[]).await.unwrap();
+        assert!(r.is_ok(), "{r:?}");
+        status = pb::health_status(&r.message());
+        if status == Some(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, Some(2), "NOT_SERVING while the upstream is down");
+}

@@ -50,6 +50,11 @@ enum State {
     /// Nothing (trailers-only responses made by the proxy), or finished.
     #[default]
     Done,
+    /// A response the proxy makes itself: one message, then OK trailers.
+    Local {
+        message: Option<Bytes>,
+        trailers: Option<HeaderMap>,
+    },
     Upstream {
         /// Scanned message by message against the response size limit.
         body: LimitedBody<Incoming>,
@@ -86,6 +91,21 @@ impl ResponseBody {
     /// ends or is dropped.
     pub fn track(&mut self, call: ActiveCall) {
         self.active = Some(call);
+    }
+
+    /// A complete gRPC response made by the proxy: `message` (already
+    /// length-prefixed), then trailers with grpc-status 0.
+    pub fn local(message: Bytes) -> ResponseBody {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        ResponseBody {
+            state: State::Local {
+                message: Some(message),
+                trailers: Some(trailers),
+            },
+            hook: None,
+            active: None,
+        }
     }
 
     /// Calls `end` when the call ends. `status` is the grpc-status already
@@ -154,6 +174,21 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
+        if let State::Local { message, trailers } = &mut this.state {
+            if let Some(m) = message.take() {
+                if let Some(hook) = &mut this.hook {
+                    hook.bytes += m.len() as u64;
+                }
+                return Poll::Ready(Some(Ok(Frame::data(m))));
+            }
+            if let Some(t) = trailers.take() {
+                if let Some(hook) = &mut this.hook {
+                    hook.status = Some(0);
+                }
+                return Poll::Ready(Some(Ok(Frame::trailers(t))));
+            }
+            this.state = State::Done;
+        }
         let State::Upstream {
             body, needs_status, ..
         } = &mut this.state
@@ -193,6 +228,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.state {
             State::Done => true,
+            State::Local { .. } => false,
             State::Upstream {
                 body, needs_status, ..
             } => !*needs_status && body.is_end_stream(),
@@ -202,6 +238,9 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match &self.state {
             State::Done => SizeHint::with_exact(0),
+            State::Local { message, .. } => {
+                SizeHint::with_exact(message.as_ref().map_or(0, |m| m.len() as u64))
+            }
             State::Upstream { body, .. } => {
                 let mut hint = SizeHint::new();
                 hint.set_lower(body.size_hint().lower());

@@ -5,5 +5,6 @@ pub mod activity;
 pub mod audit;
 pub mod authz;
 pub mod identity_header;
+pub mod local_health;
 pub mod message_size;
 pub mod rescue;

@@ -65,6 +65,8 @@ pub struct Shared {
     pub too_many_pings: Arc<AtomicU64>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// Answer health checks locally (`[health] local`).
+    pub health_local: bool,
 }
 
 /// The parts of `Shared` that are about calls rather than connections.
@@ -124,6 +126,7 @@ impl Shared {
             too_many_pings: Arc::new(AtomicU64::new(0)),
             metrics: calls.metrics,
             health: calls.health,
+            health_local: config.health_local,
         }
     }
 }

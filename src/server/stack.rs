@@ -18,6 +18,7 @@ use crate::layers::activity::ActivityLayer;
 use crate::layers::audit::AuditLayer;
 use crate::layers::authz::{AuthzLayer, ConnAuthz};
 use crate::layers::identity_header::IdentityHeaderLayer;
+use crate::layers::local_health::LocalHealthLayer;
 use crate::layers::message_size::MessageSizeLayer;
 use crate::layers::rescue::RescueLayer;
 
@@ -56,6 +57,11 @@ pub fn build(
         // Any error from below (denials, bad requests, upstream failures)
         // becomes a gRPC status here, never a reset.
         .layer(RescueLayer)
+        // Health checks answered from the proxy's readiness, if configured
+        // (`[health] local`); by default they are forwarded like any call.
+        .layer(LocalHealthLayer::new(
+            shared.health_local.then(|| shared.health.clone()),
+        ))
         // Client-asserted identity headers go; the verified identity is set.
         // Before authorization, so nothing below sees a forged header.
         .layer(IdentityHeaderLayer::new(

@@ -1,0 +1,85 @@
+//! `[health] local = true`: `grpc.health.v1.Health/Check` is answered by
+//! the proxy from its own readiness (SERVING or NOT_SERVING) instead of
+//! being forwarded. Off by default: SDKs check the WorkflowService's health
+//! on connect, and forwarding gives them the frontend's own answer (a proxy
+//! that answered NOT_FOUND locally made workers crash-loop).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::admin::Health;
+use crate::grpc::ResponseBody;
+
+pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+
+#[derive(Clone)]
+pub struct LocalHealthLayer {
+    /// `None`: health checks are forwarded.
+    health: Option<Arc<Health>>,
+}
+
+impl LocalHealthLayer {
+    pub fn new(health: Option<Arc<Health>>) -> LocalHealthLayer {
+        LocalHealthLayer { health }
+    }
+}
+
+impl<S> Layer<S> for LocalHealthLayer {
+    type Service = LocalHealth<S>;
+
+    fn layer(&self, inner: S) -> LocalHealth<S> {
+        LocalHealth {
+            inner,
+            health: self.health.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct LocalHealth<S> {
+    inner: S,
+    health: Option<Arc<Health>>,
+}
+
+/// HealthCheckResponse { status = 1: SERVING (1) or NOT_SERVING (2) },
+/// length-prefixed.
+fn response(serving: bool) -> Bytes {
+    let status = if serving { 1 } else { 2 };
+    Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status])
+}
+
+impl<S, B> Service<Request<B>> for LocalHealth<S>
+where
+    S: Service<Request<B>, Response = Response<ResponseBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<ResponseBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if let Some(health) = &self.health {
+            if req.uri().path() == HEALTH_CHECK {
+                let mut resp = Response::new(ResponseBody::local(response(health.ready())));
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/grpc"),
+                );
+                return Box::pin(std::future::ready(Ok(resp)));
+            }
+        }
+        Box::pin(self.inner.call(req))
+    }
+}
