@@ -34,17 +34,21 @@ pub struct Reloader {
     /// The config the process started with: what cannot change live is
     /// compared against it.
     started: Config,
+    /// The files of the config now in force (a reload may name new ones).
+    watched: Vec<PathBuf>,
     digest: u64,
 }
 
 impl Reloader {
     pub fn new(started: Config, shared: Arc<Shared>) -> Option<Reloader> {
         let path = started.source.clone()?;
-        let digest = digest(&started.watched_files());
+        let watched = started.watched_files();
+        let digest = digest(&watched);
         Some(Reloader {
             path,
             shared,
             started,
+            watched,
             digest,
         })
     }
@@ -70,10 +74,7 @@ impl Reloader {
                     self.reload("SIGHUP");
                 }
                 _ = tick.tick() => {
-                    let files = self.watched();
-                    let now = digest(&files);
-                    if now != self.digest {
-                        self.digest = now;
+                    if digest(&self.watched) != self.digest {
                         self.reload("files changed");
                     }
                 }
@@ -81,19 +82,11 @@ impl Reloader {
         }
     }
 
-    fn watched(&self) -> Vec<PathBuf> {
-        // The files of the config as it is now on disk (a reload may point
-        // at new files); fall back to the running set if it does not parse.
-        match Config::load(&self.path) {
-            Ok(c) => c.watched_files(),
-            Err(_) => self.started.watched_files(),
-        }
-    }
-
     /// Loads, validates and applies the config file now.
     pub fn reload(&mut self, trigger: &str) -> Outcome {
-        self.digest = digest(&self.watched());
         let outcome = self.try_reload();
+        // Whatever happened, wait for the next change before trying again.
+        self.digest = digest(&self.watched);
         match &outcome {
             Outcome::Applied { needs_restart } => {
                 self.shared.metrics.reload_succeeded();
@@ -116,7 +109,7 @@ impl Reloader {
         outcome
     }
 
-    fn try_reload(&self) -> Outcome {
+    fn try_reload(&mut self) -> Outcome {
         let new = match Config::load(&self.path) {
             Ok(c) => c,
             Err(e) => return Outcome::Refused(e.to_string()),
@@ -128,6 +121,7 @@ impl Reloader {
         self.shared.tls.store(tls);
         self.shared.policy.store(new.authz.clone().map(Arc::new));
         crate::health::certificates(&new, &self.shared.metrics, &self.shared.health);
+        self.watched = new.watched_files();
         Outcome::Applied {
             needs_restart: needs_restart(&self.started, &new),
         }
