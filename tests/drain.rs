@@ -73,7 +73,10 @@ async fn sigterm_lets_the_call_in_flight_finish_then_exits_0() {
         .await
         .expect("exited");
     assert_eq!(status.code(), Some(0));
-    assert!(proxy.logs().iter().any(|v| v["message"] == "drained"));
+    proxy
+        .wait_log(Duration::from_secs(5), |v| v["message"] == "drained")
+        .await
+        .expect("drained is logged");
 }
 
 #[tokio::test]
@@ -98,9 +101,14 @@ async fn drain_timeout_bounds_the_wait() {
         .await
         .expect("exited within the drain timeout");
     assert_eq!(status.code(), Some(0));
-    assert!(proxy.logs().iter().any(|v| v["message"]
-        .as_str()
-        .is_some_and(|m| m.starts_with("drain timeout reached"))));
+    proxy
+        .wait_log(Duration::from_secs(5), |v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("drain timeout reached"))
+        })
+        .await
+        .expect("the cut is logged");
     // The client learns its call ended (it does not hang for 50 s).
     let reply = tokio::time::timeout(Duration::from_secs(5), poll)
         .await
