@@ -238,8 +238,12 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match &self.state {
             State::Done => SizeHint::with_exact(0),
+            // Never exact: with an exact size hyper may end the stream after
+            // the data, and the trailers (the grpc-status) would be lost.
             State::Local { message, .. } => {
-                SizeHint::with_exact(message.as_ref().map_or(0, |m| m.len() as u64))
+                let mut hint = SizeHint::new();
+                hint.set_lower(message.as_ref().map_or(0, |m| m.len() as u64));
+                hint
             }
             State::Upstream { body, .. } => {
                 let mut hint = SizeHint::new();
