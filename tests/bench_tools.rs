@@ -1,0 +1,166 @@
+//! Smoke tests of the benchmark tools: `tmp-bench` against
+//! `tmp-fake-frontend` over h2c. They check that the tools work and count
+//! right; they assert no timings beyond "latency was measured".
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+/// The fake frontend, killed when dropped.
+struct Frontend {
+    child: Child,
+    addr: String,
+}
+
+impl Frontend {
+    fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tmp-fake-frontend"))
+            .args(["--listen", "127.0.0.1:0", "--threads", "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tmp-fake-frontend");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Frontend { child, addr }
+    }
+}
+
+impl Drop for Frontend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs tmp-bench with `args` plus `--json` and parses its one JSON object.
+fn bench(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_tmp-bench"))
+        .args(args)
+        .args(["--json", "--threads", "1"])
+        .output()
+        .expect("run tmp-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tmp-bench failed: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON {e}: {stdout}"))
+}
+
+fn assert_no_errors(report: &Value) {
+    assert_eq!(
+        report["errors"]["grpc_status"],
+        serde_json::json!({}),
+        "{report}"
+    );
+    assert_eq!(
+        report["errors"]["transport"],
+        serde_json::json!({}),
+        "{report}"
+    );
+}
+
+#[test]
+fn closed_loop_counts_calls_exactly() {
+    let frontend = Frontend::start();
+    let report = bench(&[
+        "--target",
+        &frontend.addr,
+        "--calls",
+        "200",
+        "--connections",
+        "2",
+        "--concurrency",
+        "4",
+    ]);
+    assert_eq!(report["calls"], 200, "{report}");
+    assert_eq!(report["ok"], 200, "{report}");
+    assert_no_errors(&report);
+    assert!(
+        report["latency_us"]["p50"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert!(report["bytes_received"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["bytes_sent"], 200 * 5, "empty messages: {report}");
+    assert!(report["cpu"]["user_s"].is_number(), "{report}");
+}
+
+#[test]
+fn sized_calls_carry_their_payload() {
+    let frontend = Frontend::start();
+    for method in ["start-workflow", "echo"] {
+        let report = bench(&[
+            "--target",
+            &frontend.addr,
+            "--method",
+            method,
+            "--payload-bytes",
+            "100000",
+            "--calls",
+            "20",
+            "--unique-workflow-ids",
+        ]);
+        assert_eq!(report["ok"], 20, "{report}");
+        assert_no_errors(&report);
+        assert!(
+            report["request_bytes"].as_u64().unwrap() > 100_000,
+            "{report}"
+        );
+        if method == "echo" {
+            assert_eq!(report["bytes_received"], report["bytes_sent"], "{report}");
+        }
+    }
+}
+
+#[test]
+fn open_loop_keeps_its_schedule() {
+    let frontend = Frontend::start();
+    let report = bench(&[
+        "--target",
+        &frontend.addr,
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+    ]);
+    assert_no_errors(&report);
+    assert_eq!(report["open_loop"]["scheduled"], 200, "{report}");
+    let calls = report["calls"].as_u64().unwrap();
+    assert!((160..=240).contains(&calls), "{calls} calls: {report}");
+    assert!(
+        report["latency_us"]["p50"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+}
+
+#[test]
+fn hold_mode_keeps_polls_open() {
+    let frontend = Frontend::start();
+    let report = bench(&[
+        "--target",
+        &frontend.addr,
+        "--mode",
+        "hold",
+        "--hold-calls",
+        "50",
+        "--connections",
+        "2",
+        "--hold-for",
+        "1s",
+    ]);
+    assert_no_errors(&report);
+    assert_eq!(report["hold"]["peak_open"], 50, "{report}");
+    assert_eq!(report["hold"]["open_at_end"], 50, "{report}");
+}
