@@ -204,7 +204,7 @@ pub enum AuthzDecision {
 }
 
 impl AuthzDecision {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             AuthzDecision::Allow => "allow",
             AuthzDecision::Deny => "deny",

@@ -10,15 +10,16 @@ use std::time::{Instant, SystemTime};
 use super::sink::AuditSink;
 use crate::grpc::CallEnd;
 use crate::metrics::{self, AuthzDecision, MessageDirection, Metrics};
+use crate::temporal::methods::Method;
 use crate::tls::identity::PeerIdentity;
 
 /// The authorization outcome of a call, as the audit log shows it.
 #[derive(Debug, Clone)]
 pub struct AuthzOutcome {
     pub namespace: Option<String>,
-    /// "allow", "deny", or "audit_deny" (denied by policy, forwarded in
-    /// audit mode).
-    pub decision: &'static str,
+    /// Allowed, denied, denied by policy but forwarded (audit mode), or
+    /// not decidable (a request the proxy could not read).
+    pub decision: AuthzDecision,
     /// The rule that allowed the call ("authenticated" for calls open to
     /// every identity).
     pub rule: Option<Arc<str>>,
@@ -32,8 +33,8 @@ pub struct CallRecord {
     peer: SocketAddr,
     identity: Option<Arc<PeerIdentity>>,
     uri: http::Uri,
-    /// The RPC's short name when the method table knows it.
-    method: Option<&'static str>,
+    /// The method table's entry for the call, looked up once here.
+    method: Option<&'static Method>,
     outcome: OnceLock<AuthzOutcome>,
     request_bytes: AtomicU64,
     /// What the proxy refused the call for, if it did (error label).
@@ -51,12 +52,17 @@ impl CallRecord {
             started: Instant::now(),
             peer,
             identity,
-            method: crate::temporal::methods::lookup(uri.path()).map(|m| m.name),
+            method: crate::temporal::methods::lookup(uri.path()),
             uri: uri.clone(),
             outcome: OnceLock::new(),
             request_bytes: AtomicU64::new(0),
             refusal: OnceLock::new(),
         }
+    }
+
+    /// The method table's entry for the call (`None`: not a known method).
+    pub fn method(&self) -> Option<&'static Method> {
+        self.method
     }
 
     pub fn set_refusal(&self, label: &'static str) {
@@ -87,7 +93,7 @@ impl CallRecord {
             "identity": identity,
             "method": self.uri.path(),
             "namespace": outcome.and_then(|o| o.namespace.as_deref()),
-            "decision": outcome.map_or("none", |o| o.decision),
+            "decision": outcome.map_or("none", |o| o.decision.label()),
             "rule": outcome.and_then(|o| o.rule.as_deref()),
             "reason": outcome.and_then(|o| o.reason),
             "grpc_status": grpc_status,
@@ -121,7 +127,7 @@ impl CallEnd for OnCallEnd {
         // A call whose client went away before the end is counted CANCELLED.
         let status = grpc_status.unwrap_or(1);
         self.metrics.record_call(&metrics::CallRecord {
-            method: r.method,
+            method: r.method.map(|m| m.name),
             namespace: outcome.and_then(|o| o.namespace.as_deref()),
             grpc_status: status,
             duration: r.started.elapsed(),
@@ -129,16 +135,7 @@ impl CallEnd for OnCallEnd {
             response_bytes,
         });
         if let Some(o) = outcome {
-            let decision = match o.decision {
-                "allow" => Some(AuthzDecision::Allow),
-                "deny" => Some(AuthzDecision::Deny),
-                "audit_deny" => Some(AuthzDecision::AuditDeny),
-                "invalid" => Some(AuthzDecision::Invalid),
-                _ => None,
-            };
-            if let Some(d) = decision {
-                self.metrics.authz_decision(o.rule.as_ref(), d);
-            }
+            self.metrics.authz_decision(o.rule.as_ref(), o.decision);
         }
         match r.refusal.get().copied() {
             Some("message_too_large") => {

@@ -238,11 +238,6 @@ impl Grants {
         self.rules.is_empty()
     }
 
-    /// Names of the matched rules (for logs).
-    pub fn rule_names(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().map(|r| &*r.name)
-    }
-
     /// A method that is not in the table: allowed only if a matching rule
     /// names it.
     pub fn decide_unknown(&self, path: &str) -> Decision {

@@ -25,6 +25,7 @@ use crate::authz::{open_to_all, Allowed, Decision, Grants, Mode, Policy};
 use crate::error::ProxyError;
 use crate::grpc::frame::{decompress, read_first_message, FirstMessage};
 use crate::grpc::{Replay, ResponseBody};
+use crate::metrics::AuthzDecision;
 use crate::temporal::methods::{lookup, Method};
 use crate::temporal::wire::last_string_field;
 use crate::tls::identity::PeerIdentity;
@@ -145,7 +146,11 @@ where
             let (parts, mut body) = req.into_parts();
             let record = parts.extensions.get::<Arc<CallRecord>>().cloned();
             let path = parts.uri.path();
-            let method = lookup(path);
+            // The audit record has already looked the method up.
+            let method = match &record {
+                Some(r) => r.method(),
+                None => lookup(path),
+            };
 
             let mut first: Option<FirstMessage> = None;
             let mut namespace: Option<String> = None;
@@ -156,7 +161,13 @@ where
                         first = Some(message);
                     }
                     Err(err) => {
-                        record_outcome(record.as_deref(), None, "invalid", None, Some(err.label()));
+                        record_outcome(
+                            record.as_deref(),
+                            None,
+                            AuthzDecision::Invalid,
+                            None,
+                            Some(err.label()),
+                        );
                         return Err(err);
                     }
                 }
@@ -173,7 +184,7 @@ where
                     record_outcome(
                         record.as_deref(),
                         namespace.clone(),
-                        "invalid",
+                        AuthzDecision::Invalid,
                         None,
                         Some(err.label()),
                     );
@@ -194,9 +205,15 @@ where
                 Ok(allowed) => {
                     let rule = match allowed {
                         Allowed::Rule(name) => name,
-                        Allowed::Authenticated => Arc::from("authenticated"),
+                        Allowed::Authenticated => authenticated(),
                     };
-                    record_outcome(record.as_deref(), namespace, "allow", Some(rule), None);
+                    record_outcome(
+                        record.as_deref(),
+                        namespace,
+                        AuthzDecision::Allow,
+                        Some(rule),
+                        None,
+                    );
                 }
                 Err(denied) => {
                     let err = ProxyError::Denied {
@@ -211,7 +228,7 @@ where
                         record_outcome(
                             record.as_deref(),
                             namespace,
-                            "deny",
+                            AuthzDecision::Deny,
                             None,
                             Some(denied.label()),
                         );
@@ -221,7 +238,7 @@ where
                     record_outcome(
                         record.as_deref(),
                         namespace,
-                        "audit_deny",
+                        AuthzDecision::AuditDeny,
                         None,
                         Some(denied.label()),
                     );
@@ -280,7 +297,7 @@ where
 fn record_outcome(
     record: Option<&CallRecord>,
     namespace: Option<String>,
-    decision: &'static str,
+    decision: AuthzDecision,
     rule: Option<Arc<str>>,
     reason: Option<&'static str>,
 ) {
@@ -292,6 +309,13 @@ fn record_outcome(
             reason,
         });
     }
+}
+
+/// The rule name of calls open to every authenticated identity, shared so
+/// that allowing one allocates nothing.
+fn authenticated() -> Arc<str> {
+    static NAME: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| Arc::from("authenticated")).clone()
 }
 
 /// `Method` of `/pkg.Service/Method`.

@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +66,7 @@ pub async fn handle(
     tracing::debug!(
         peer = %peer,
         identity = info.identity.as_deref().map(PeerIdentity::display_name).unwrap_or(""),
+        sni = info.sni.as_deref().unwrap_or(""),
         "connection accepted"
     );
 
@@ -84,7 +84,6 @@ pub async fn handle(
         },
         Arc::new(PingEvents {
             peer,
-            total: shared.too_many_pings.clone(),
             metrics: shared.metrics.clone(),
         }),
     );
@@ -167,18 +166,17 @@ where
     }
 }
 
-/// Logs and counts connections closed for pinging too often.
+/// Logs and counts (in the metrics) connections closed for pinging too
+/// often.
 struct PingEvents {
     peer: SocketAddr,
-    total: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
 }
 
 impl GuardEvents for PingEvents {
     fn too_many_pings(&self) {
-        let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
         self.metrics.keepalive_event(KeepaliveEvent::TooManyPings);
-        tracing::warn!(peer = %self.peer, total, "client pinged too often: GOAWAY ENHANCE_YOUR_CALM too_many_pings");
+        tracing::warn!(peer = %self.peer, "client pinged too often: GOAWAY ENHANCE_YOUR_CALM too_many_pings");
     }
 }
 

@@ -61,8 +61,6 @@ pub struct Shared {
     pub connections: Arc<Semaphore>,
     /// Connections refused because the limit was reached.
     pub refused_connections: AtomicU64,
-    /// Connections closed with GOAWAY `too_many_pings`.
-    pub too_many_pings: Arc<AtomicU64>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     /// Answer health checks locally (`[health] local`).
@@ -123,7 +121,6 @@ impl Shared {
             keepalive: config.keepalive.clone(),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             refused_connections: AtomicU64::new(0),
-            too_many_pings: Arc::new(AtomicU64::new(0)),
             metrics: calls.metrics,
             health: calls.health,
             health_local: config.health_local,

@@ -79,15 +79,6 @@ impl Pool {
         self.connector.address()
     }
 
-    /// Open upstream connections (for metrics and tests).
-    pub fn open_connections(&self) -> usize {
-        self.conns
-            .load()
-            .iter()
-            .filter(|c| !c.sender.is_closed())
-            .count()
-    }
-
     /// A stream slot on a connection with room, opening a connection if
     /// none has any.
     pub async fn lease(self: &Arc<Self>) -> Result<StreamLease, Arc<UpstreamError>> {
