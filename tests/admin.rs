@@ -214,13 +214,8 @@ async fn sigterm_turns_readiness_off_while_calls_drain() {
     .await;
     let conn = proxy.grpc(&pki, &pki.client).await;
     let poll = tokio::spawn(async move {
-        conn.unary_timeout(
-            &format!("{WS}/PollWorkflowTaskQueue"),
-            &pb::poll_workflow_task_queue("default", "drain-ready", "drain-ready"),
-            &[("grpc-timeout", "5S")],
-            Duration::from_secs(30),
-        )
-        .await
+        conn.poll_workflow_task_queue("default", "drain-ready", Duration::from_secs(5))
+            .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     proxy.signal("TERM");

@@ -61,12 +61,7 @@ async fn open_call_is_not_idle() {
     .await;
     let conn = proxy.grpc(&pki, &pki.client).await;
     let reply = conn
-        .unary_timeout(
-            &format!("{WS}/PollWorkflowTaskQueue"),
-            &pb::poll_workflow_task_queue("default", "idle-test", "idle-test"),
-            &[("grpc-timeout", "4S")],
-            Duration::from_secs(30),
-        )
+        .poll_workflow_task_queue("default", "idle-test", Duration::from_secs(4))
         .await
         .unwrap();
     assert!(reply.is_ok(), "{reply:?}");
@@ -97,12 +92,7 @@ async fn max_age_sends_goaway_and_the_call_in_flight_finishes_in_the_grace() {
     let poller = conn.clone();
     let poll = tokio::spawn(async move {
         poller
-            .unary_timeout(
-                &format!("{WS}/PollWorkflowTaskQueue"),
-                &pb::poll_workflow_task_queue("default", "age-test", "age-test"),
-                &[("grpc-timeout", "5S")],
-                Duration::from_secs(30),
-            )
+            .poll_workflow_task_queue("default", "age-test", Duration::from_secs(5))
             .await
     });
     let reply = poll.await.unwrap().unwrap();
@@ -129,12 +119,7 @@ async fn max_age_grace_bounds_how_long_calls_may_run() {
     let conn = proxy.grpc(&pki, &pki.client).await;
     let started = Instant::now();
     let reply = conn
-        .unary_timeout(
-            &format!("{WS}/PollWorkflowTaskQueue"),
-            &pb::poll_workflow_task_queue("default", "grace-test", "grace-test"),
-            &[("grpc-timeout", "20S")],
-            Duration::from_secs(30),
-        )
+        .poll_workflow_task_queue("default", "grace-test", Duration::from_secs(20))
         .await;
     assert!(!matches!(reply, Ok(ref r) if r.is_ok()), "{reply:?}");
     assert!(

@@ -6,12 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use support::grpc::{pb, ClientTls, GrpcConn};
+use support::grpc::{ClientTls, GrpcConn};
 use support::pki::TestPki;
 use support::proxy::{config, ProxyProcess};
 use support::temporal::TemporalServer;
-
-const POLL: &str = "/temporal.api.workflowservice.v1.WorkflowService/PollWorkflowTaskQueue";
 
 async fn start(drain_timeout: &str) -> (TemporalServer, TestPki, ProxyProcess) {
     let temporal = TemporalServer::start(&[]).await;
@@ -35,13 +33,8 @@ async fn sigterm_lets_the_call_in_flight_finish_then_exits_0() {
         .await
         .unwrap();
     let poll = tokio::spawn(async move {
-        conn.unary_timeout(
-            POLL,
-            &pb::poll_workflow_task_queue("default", "drain-queue", "drain-test"),
-            &[("grpc-timeout", "5S")],
-            Duration::from_secs(30),
-        )
-        .await
+        conn.poll_workflow_task_queue("default", "drain-queue", Duration::from_secs(5))
+            .await
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.signal("TERM");
@@ -86,13 +79,8 @@ async fn drain_timeout_bounds_the_wait() {
         .await
         .unwrap();
     let poll = tokio::spawn(async move {
-        conn.unary_timeout(
-            POLL,
-            &pb::poll_workflow_task_queue("default", "drain-queue-2", "drain-test"),
-            &[("grpc-timeout", "50S")],
-            Duration::from_secs(60),
-        )
-        .await
+        conn.poll_workflow_task_queue("default", "drain-queue-2", Duration::from_secs(50))
+            .await
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.signal("TERM");
@@ -123,13 +111,8 @@ async fn second_signal_exits_at_once() {
         .await
         .unwrap();
     let _poll = tokio::spawn(async move {
-        conn.unary_timeout(
-            POLL,
-            &pb::poll_workflow_task_queue("default", "drain-queue-3", "drain-test"),
-            &[("grpc-timeout", "50S")],
-            Duration::from_secs(60),
-        )
-        .await
+        conn.poll_workflow_task_queue("default", "drain-queue-3", Duration::from_secs(50))
+            .await
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.signal("TERM");

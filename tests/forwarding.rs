@@ -147,12 +147,7 @@ async fn grpc_timeout_is_forwarded() {
         .await
         .unwrap();
     let reply = conn
-        .unary_timeout(
-            &format!("{WS}/PollWorkflowTaskQueue"),
-            &pb::poll_workflow_task_queue("default", "q-deadline", "test"),
-            &[("grpc-timeout", "3S")],
-            Duration::from_secs(30),
-        )
+        .poll_workflow_task_queue("default", "q-deadline", Duration::from_secs(3))
         .await
         .unwrap();
     // The frontend answers before the deadline with an empty poll result

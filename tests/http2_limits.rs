@@ -30,11 +30,10 @@ async fn concurrent_streams_are_capped_per_connection() {
         .map(|i| {
             let conn = conn.clone();
             tokio::spawn(async move {
-                conn.unary_timeout(
-                    &format!("{WS}/PollWorkflowTaskQueue"),
-                    &pb::poll_workflow_task_queue("default", &format!("streams-{i}"), "streams"),
-                    &[("grpc-timeout", "4S")],
-                    Duration::from_secs(30),
+                conn.poll_workflow_task_queue(
+                    "default",
+                    &format!("streams-{i}"),
+                    Duration::from_secs(4),
                 )
                 .await
                 .unwrap()

@@ -21,12 +21,7 @@ async fn long_poll_of_80_seconds_completes() {
     let proxy = ProxyProcess::start(&config(&pki, &temporal.url(), "")).await;
     let conn = proxy.grpc(&pki, &pki.client).await;
     let reply = conn
-        .unary_timeout(
-            "/temporal.api.workflowservice.v1.WorkflowService/PollWorkflowTaskQueue",
-            &pb::poll_workflow_task_queue("default", "long-poll-queue", "long-poll-test"),
-            &[("grpc-timeout", "80S")],
-            Duration::from_secs(120),
-        )
+        .poll_workflow_task_queue("default", "long-poll-queue", Duration::from_secs(80))
         .await
         .unwrap();
     assert!(reply.is_ok(), "{reply:?}");

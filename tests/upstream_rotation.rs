@@ -40,12 +40,7 @@ async fn calls_survive_upstream_connection_rotation() {
     let poller = GrpcConn::connect(proxy.addr, Some(&tls)).await.unwrap();
     let poll = tokio::spawn(async move {
         poller
-            .unary_timeout(
-                &format!("{WS}/PollWorkflowTaskQueue"),
-                &pb::poll_workflow_task_queue("default", "rotation-idle-queue", "rotation-test"),
-                &[("grpc-timeout", "8S")],
-                Duration::from_secs(30),
-            )
+            .poll_workflow_task_queue("default", "rotation-idle-queue", Duration::from_secs(8))
             .await
     });
 
@@ -107,11 +102,10 @@ async fn more_upstream_connections_when_streams_run_out() {
         .map(|i| {
             let conn = conn.clone();
             tokio::spawn(async move {
-                conn.unary_timeout(
-                    &format!("{WS}/PollWorkflowTaskQueue"),
-                    &pb::poll_workflow_task_queue("default", &format!("spread-{i}"), "spread-test"),
-                    &[("grpc-timeout", "4S")],
-                    Duration::from_secs(30),
+                conn.poll_workflow_task_queue(
+                    "default",
+                    &format!("spread-{i}"),
+                    Duration::from_secs(4),
                 )
                 .await
                 .unwrap()

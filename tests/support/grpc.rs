@@ -977,3 +977,23 @@ pub async fn raw_tls(
         .await
         .map_err(|e| format!("TLS: {e}"))
 }
+
+impl GrpcConn {
+    /// A PollWorkflowTaskQueue on `queue` of `namespace` with a gRPC
+    /// deadline of `deadline` (sent as `grpc-timeout`, so the frontend holds
+    /// the poll until about then); the client gives up 30 s later.
+    pub async fn poll_workflow_task_queue(
+        &self,
+        namespace: &str,
+        queue: &str,
+        deadline: Duration,
+    ) -> Result<GrpcReply, String> {
+        self.unary_timeout(
+            path::POLL_WORKFLOW_TASK_QUEUE,
+            &pb::poll_workflow_task_queue(namespace, queue, queue),
+            &[("grpc-timeout", &format!("{}S", deadline.as_secs()))],
+            deadline + Duration::from_secs(30),
+        )
+        .await
+    }
+}
