@@ -13,6 +13,7 @@ use crate::admin::Health;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::server::Shared;
+use crate::upstream::Forward;
 
 /// Subject and not-after of each PEM certificate in `der`s.
 fn expiries<'a>(ders: impl Iterator<Item = &'a [u8]>) -> Vec<(String, SystemTime)> {
@@ -65,12 +66,12 @@ pub fn certificates(config: &Config, metrics: &Metrics, health: &Health) {
 /// Checks the upstream with `grpc.health.v1.Health/Check` through the
 /// proxy's own upstream pool, every `admin.upstream_check_interval`, and
 /// re-checks certificate validity on the way.
-pub async fn probe_upstream(shared: Arc<Shared>, config: Config) {
+pub async fn probe_upstream(shared: Arc<Shared>, forward: Forward, config: Config) {
     let mut tick = tokio::time::interval(config.admin.upstream_check_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match tokio::time::timeout(config.admin.upstream_check_timeout, check(&shared)).await {
+        match tokio::time::timeout(config.admin.upstream_check_timeout, check(&forward)).await {
             Ok(Ok(())) => shared.health.set_upstream_ok(),
             Ok(Err(e)) => shared.health.set_upstream_failed(e),
             Err(_) => shared.health.set_upstream_failed(format!(
@@ -102,7 +103,7 @@ pub async fn probe_upstream(shared: Arc<Shared>, config: Config) {
 }
 
 /// One health check of the WorkflowService on the upstream.
-async fn check(shared: &Shared) -> Result<(), String> {
+async fn check(forward: &Forward) -> Result<(), String> {
     // HealthCheckRequest { service = 1: "temporal.api.workflowservice.v1.WorkflowService" }
     const SERVICE: &[u8] = b"temporal.api.workflowservice.v1.WorkflowService";
     let mut message = vec![
@@ -120,7 +121,7 @@ async fn check(shared: &Shared) -> Result<(), String> {
         .header("te", "trailers")
         .body(Full::new(Bytes::from(message)))
         .map_err(|e| e.to_string())?;
-    let mut forward = shared.forward.clone();
+    let mut forward = forward.clone();
     let resp = forward.call(req).await.map_err(|e| e.to_string())?;
     let headers_status = crate::grpc::grpc_status(resp.headers());
     let collected = resp

@@ -60,6 +60,8 @@ pub enum RunError {
     Upstream(#[from] upstream::UpstreamError),
     #[error(transparent)]
     Audit(#[from] audit::sink::SinkError),
+    #[error("cannot start a worker thread: {0}")]
+    Workers(#[source] std::io::Error),
     #[error("cannot bind the admin listener {address}: {source}")]
     AdminBind {
         address: std::net::SocketAddr,
@@ -87,9 +89,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let server_tls = tls::server::server_config(&config.tls.material)?;
+    let worker_count = config.worker_threads;
     let metrics = metrics::Metrics::new(config.admin.max_namespace_labels);
     let health = admin::Health::new();
-    let pool = upstream::pool(&config.upstream, &config.keepalive, metrics.clone())?;
     let audit = match &config.audit {
         Some(a) => Some(audit::sink::AuditSink::spawn(a.target.clone(), a.buffer)?),
         None => None,
@@ -120,7 +122,6 @@ pub async fn run(
     let shared = Arc::new(server::Shared::new(
         &config,
         server_tls,
-        pool,
         server::CallPolicy {
             policy: config.authz.clone().map(Arc::new),
             identity: config.identity.clone(),
@@ -129,6 +130,18 @@ pub async fn run(
             health: health.clone(),
         },
     ));
+    // Connections are served on worker threads, each with its own pool.
+    let count = worker_count.unwrap_or_else(server::workers::default_count);
+    let upstream_tls = config.upstream.tls.is_some();
+    let max_response = config.limits.max_response_message;
+    let workers = server::workers::Workers::start(count, || {
+        upstream::pool(&config.upstream, &config.keepalive, metrics.clone())
+            .map(|pool| upstream::Forward::new(pool, upstream_tls, max_response))
+    })
+    .map_err(|e| match e {
+        server::workers::WorkersError::Thread(e) => RunError::Workers(e),
+        server::workers::WorkersError::Upstream(e) => RunError::Upstream(e),
+    })?;
     let local = listener.local_addr().map_err(|source| RunError::Bind {
         address: config.listen.address,
         source,
@@ -136,6 +149,7 @@ pub async fn run(
     tracing::info!(
         address = %local,
         upstream = %config.upstream.address,
+        workers = workers.count(),
         "listening (mTLS, HTTP/2)"
     );
     let admin_stop = tokio_util::sync::CancellationToken::new();
@@ -150,7 +164,12 @@ pub async fn run(
             },
         ));
     }
-    let probe = tokio::spawn(health::probe_upstream(shared.clone(), config.clone()));
+    // Readiness checks the upstream through the first worker's pool, on
+    // that worker, as calls go.
+    let probe = {
+        let (shared, config) = (shared.clone(), config.clone());
+        workers.spawn_first(move |forward| health::probe_upstream(shared, forward, config))
+    };
     health.set_serving(true);
     // Certificates and policy rotate while serving (SIGHUP, file changes).
     let unready_delay = config.shutdown.unready_delay;
@@ -163,7 +182,7 @@ pub async fn run(
         draining.set_draining(true);
         tokio::time::sleep(unready_delay).await;
     };
-    server::serve(listener, shared, shutdown).await;
+    server::serve(listener, shared, workers, shutdown).await;
     probe.abort();
     if let Some(task) = reloader {
         task.abort();

@@ -165,6 +165,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if format!("{:?}", old.audit) != format!("{:?}", new.audit) {
         changed.push("[audit]");
     }
+    if old.worker_threads != new.worker_threads {
+        changed.push("runtime.worker_threads");
+    }
     if old.shutdown.drain_timeout != new.shutdown.drain_timeout {
         changed.push("shutdown.drain_timeout");
     }

@@ -75,6 +75,8 @@ handshake_timeout = "soon"
 address = "127.0.0.1:7233"
 [shutdown]
 drain_timeout = "0s"
+[runtime]
+worker_threads = 0
 "#,
     );
     assert_eq!(out.status.code(), Some(64));
@@ -88,6 +90,7 @@ drain_timeout = "0s"
         "tls.handshake_timeout: \"soon\" is not a duration",
         "upstream.address: \"127.0.0.1:7233\" must start with http://",
         "shutdown.drain_timeout: must be greater than zero",
+        "runtime.worker_threads: 0 is not between 1 and 1024",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }

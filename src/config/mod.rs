@@ -41,6 +41,9 @@ pub struct Config {
     /// Answer `grpc.health.v1.Health/Check` from the proxy's own readiness
     /// instead of forwarding it (`[health] local`).
     pub health_local: bool,
+    /// `[runtime] worker_threads`: tokio worker threads; `None` = one per
+    /// CPU. Read by the binary when it builds the runtime (start only).
+    pub worker_threads: Option<usize>,
 }
 
 /// `[admin]`: the HTTP listener for metrics and probes.

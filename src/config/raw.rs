@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub keepalive: Option<RawKeepalive>,
     pub admin: Option<RawAdmin>,
     pub health: Option<RawHealth>,
+    pub runtime: Option<RawRuntime>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,4 +157,10 @@ pub struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub struct RawHealth {
     pub local: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuntime {
+    pub worker_threads: Option<u64>,
 }

@@ -141,6 +141,17 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Proble
     let keepalive = super::wire::validate_keepalive(&mut p, raw.keepalive);
     let admin = validate_admin(&mut p, raw.admin.unwrap_or_default());
     let health_local = raw.health.and_then(|h| h.local).unwrap_or(false);
+    let worker_threads = match raw.runtime.and_then(|r| r.worker_threads) {
+        None => None,
+        Some(n @ 1..=1024) => Some(n as usize),
+        Some(n) => {
+            p.add(
+                "runtime.worker_threads",
+                format!("{n} is not between 1 and 1024"),
+            );
+            None
+        }
+    };
 
     match (address, tls, upstream) {
         (Some(address), Some(tls), Some(upstream)) if p.0.is_empty() => Ok(Config {
@@ -157,6 +168,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Proble
             keepalive,
             admin,
             health_local,
+            worker_threads,
         }),
         _ => Err(p.0),
     }

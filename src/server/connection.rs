@@ -21,11 +21,13 @@ use crate::config::KeepaliveConfig;
 use crate::metrics::{KeepaliveEvent, Metrics};
 use crate::tls::handshake;
 use crate::tls::identity::PeerIdentity;
+use crate::upstream::Forward;
 
 pub async fn handle(
     tcp: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    forward: Forward,
     token: CancellationToken,
 ) {
     let config = shared.tls.load_full();
@@ -71,7 +73,7 @@ pub async fn handle(
     );
 
     let activity = ConnActivity::new();
-    let service = TowerToHyperService::new(stack::build(&shared, info, activity.clone()));
+    let service = TowerToHyperService::new(stack::build(&shared, forward, info, activity.clone()));
     // Client pings are policed on the decrypted byte stream, below hyper,
     // which answers every PING and has no such enforcement of its own.
     let k = &shared.keepalive;

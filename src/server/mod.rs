@@ -6,6 +6,7 @@ pub mod activity;
 mod connection;
 pub mod h2_guard;
 pub mod stack;
+pub mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,7 +28,6 @@ use crate::authz::Policy;
 use crate::config::{Config, IdentityHeaderConfig, KeepaliveConfig, LimitsConfig};
 use crate::metrics::{Metrics, RefusalReason};
 use crate::tls::identity::PeerIdentity;
-use crate::upstream::{Forward, Pool};
 
 /// What the proxy knows about a client connection, shared by its calls.
 #[derive(Debug)]
@@ -46,8 +46,6 @@ pub struct Shared {
     pub handshake_timeout: Duration,
     pub drain_timeout: Duration,
     pub h2: hyper::server::conn::http2::Builder<TokioExecutor>,
-    pub forward: Forward,
-    pub pool: Arc<Pool>,
     /// `None`: no `[authz]`, every authenticated client may call anything.
     /// Swapped whole on reload.
     pub policy: Arc<ArcSwapOption<Policy>>,
@@ -77,12 +75,7 @@ pub struct CallPolicy {
 }
 
 impl Shared {
-    pub fn new(
-        config: &Config,
-        tls: Arc<ServerConfig>,
-        pool: Arc<Pool>,
-        calls: CallPolicy,
-    ) -> Shared {
+    pub fn new(config: &Config, tls: Arc<ServerConfig>, calls: CallPolicy) -> Shared {
         let h = &config.http2;
         let k = &config.keepalive;
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -107,12 +100,6 @@ impl Shared {
             handshake_timeout: config.tls.handshake_timeout,
             drain_timeout: config.shutdown.drain_timeout,
             h2,
-            forward: Forward::new(
-                pool.clone(),
-                config.upstream.tls.is_some(),
-                config.limits.max_response_message,
-            ),
-            pool,
             policy: Arc::new(ArcSwapOption::new(calls.policy)),
             strip_headers: Arc::from(calls.identity.strip),
             identity_header: calls.identity.header,
@@ -131,7 +118,12 @@ impl Shared {
 /// Accepts connections until `shutdown` resolves, then drains: the listener
 /// closes, every connection gets GOAWAY, and in-flight calls have up to the
 /// drain timeout to finish.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut workers: workers::Workers,
+    shutdown: impl Future<Output = ()>,
+) {
     let tracker = TaskTracker::new();
     let token = CancellationToken::new();
     tokio::pin!(shutdown);
@@ -151,9 +143,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
                     };
                     let _ = tcp.set_nodelay(true);
                     let open = shared.metrics.connection_accepted();
-                    let conn = connection::handle(tcp, peer, shared.clone(), token.clone());
-                    tracker.spawn(async move {
-                        conn.await;
+                    let shared = shared.clone();
+                    let token = token.clone();
+                    workers.spawn(&tracker, tcp, peer, move |tcp, forward| async move {
+                        connection::handle(tcp, peer, shared, forward, token).await;
                         drop(open);
                         drop(permit);
                     });
@@ -183,4 +176,5 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
     } else {
         tracing::info!("drained");
     }
+    workers.stop();
 }

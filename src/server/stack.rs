@@ -21,10 +21,12 @@ use crate::layers::identity_header::IdentityHeaderLayer;
 use crate::layers::local_health::LocalHealthLayer;
 use crate::layers::message_size::MessageSizeLayer;
 use crate::layers::rescue::RescueLayer;
+use crate::upstream::Forward;
 
 /// Builds the stack for one connection.
 pub fn build(
     shared: &Shared,
+    forward: Forward,
     info: Arc<ConnectionInfo>,
     activity: Arc<ConnActivity>,
 ) -> impl Service<
@@ -75,5 +77,5 @@ pub fn build(
         // so it checks exactly the bytes that go upstream.
         .layer(MessageSizeLayer::new(shared.limits.max_request_message))
         // Innermost: the call goes to the Temporal frontend.
-        .service(shared.forward.clone())
+        .service(forward)
 }

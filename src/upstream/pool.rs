@@ -80,12 +80,13 @@ impl Pool {
     }
 
     /// A stream slot on a connection with room, opening a connection if
-    /// none has any.
+    /// none has any. The connect path is boxed: inline, its TLS handshake
+    /// state would make every call's future kilobytes larger (and copied).
     pub async fn lease(self: &Arc<Self>) -> Result<StreamLease, Arc<UpstreamError>> {
         if let Some(lease) = self.try_lease() {
             return Ok(lease);
         }
-        self.connect_slow().await
+        Box::pin(self.connect_slow()).await
     }
 
     fn try_lease(&self) -> Option<StreamLease> {
