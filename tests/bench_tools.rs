@@ -164,3 +164,40 @@ fn hold_mode_keeps_polls_open() {
     assert_eq!(report["hold"]["peak_open"], 50, "{report}");
     assert_eq!(report["hold"]["open_at_end"], 50, "{report}");
 }
+
+/// The side-by-side script runs end to end (here with the debug binaries,
+/// the floors and this proxy only, one short run: the numbers mean nothing,
+/// the harness is what is checked) and reports every row without errors.
+#[test]
+fn compare_script_runs_and_reports() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_tmp-bench"))
+        .parent()
+        .expect("binary directory")
+        .to_owned();
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(format!("{root}/benches/compare.sh"))
+        .args(["--quick", "--no-build", "throughput"])
+        .env("BIN", &bin)
+        .env("TARGETS", "h2c direct-tls tmp")
+        .env("THREADS", "1")
+        .env("OUT", out_dir.path())
+        .output()
+        .expect("run benches/compare.sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "compare.sh failed:\n{stderr}");
+    let results =
+        std::fs::read_to_string(out_dir.path().join("results.md")).expect("results.md written");
+    for row in [
+        "| direct h2c (floor) |",
+        "| direct mTLS to fake |",
+        "| temporal-mtls-proxy |",
+    ] {
+        let line = results
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no {row} row in:\n{results}"));
+        // The last column is the error count.
+        assert!(line.trim_end().ends_with("| 0 |"), "errors in {line}");
+    }
+}
