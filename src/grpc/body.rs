@@ -97,7 +97,10 @@ impl ResponseBody {
     /// length-prefixed), then trailers with grpc-status 0.
     pub fn local(message: Bytes) -> ResponseBody {
         let mut trailers = HeaderMap::new();
-        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        trailers.insert(
+            super::names::GRPC_STATUS,
+            http::HeaderValue::from_static("0"),
+        );
         ResponseBody {
             state: State::Local {
                 message: Some(message),
@@ -131,7 +134,10 @@ impl ResponseBody {
         let status = status_of(&err);
         tracing::debug!(error = %err, code = ?status.code(), "call ended by the proxy");
         if status.add_header(&mut trailers).is_err() {
-            trailers.insert("grpc-status", http::HeaderValue::from_static("13"));
+            trailers.insert(
+                super::names::GRPC_STATUS,
+                http::HeaderValue::from_static("13"),
+            );
         }
         self.observe_trailers(&trailers);
         Poll::Ready(Some(Ok(Frame::trailers(trailers))))
@@ -154,7 +160,7 @@ impl ResponseBody {
 /// The numeric `grpc-status` in `headers`, if any.
 pub fn grpc_status(headers: &HeaderMap) -> Option<i32> {
     headers
-        .get("grpc-status")
+        .get(super::names::GRPC_STATUS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
 }

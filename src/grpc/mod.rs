@@ -11,5 +11,17 @@ pub mod scan;
 mod status;
 
 pub use body::{grpc_status, CallEnd, ResponseBody};
+
+/// Header names the per-call path looks up, parsed once: a lookup by `&str`
+/// parses and validates the name on every call.
+pub mod names {
+    use http::HeaderName;
+
+    pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+    pub const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+    pub const TEMPORAL_NAMESPACE: HeaderName = HeaderName::from_static("temporal-namespace");
+    pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+}
 pub use replay::Replay;
 pub use status::status_response;

@@ -19,6 +19,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::audit::record::{AuthzOutcome, CallRecord};
+use crate::grpc::names;
 use arc_swap::ArcSwapOption;
 
 use crate::authz::{open_to_all, Allowed, Decision, Grants, Mode, Policy};
@@ -174,7 +175,8 @@ where
             }
 
             // The client-asserted header must agree with the body.
-            if let (Some(ns), Some(header)) = (&namespace, parts.headers.get("temporal-namespace"))
+            if let (Some(ns), Some(header)) =
+                (&namespace, parts.headers.get(names::TEMPORAL_NAMESPACE))
             {
                 if header.as_bytes() != ns.as_bytes() {
                     let err = ProxyError::NamespaceMismatch {
@@ -273,7 +275,9 @@ where
             source,
         })?;
     let payload: Cow<'_, [u8]> = if message.prefix.compressed {
-        let encoding = headers.get("grpc-encoding").and_then(|v| v.to_str().ok());
+        let encoding = headers
+            .get(names::GRPC_ENCODING)
+            .and_then(|v| v.to_str().ok());
         Cow::Owned(
             decompress(encoding, &message.payload, limit).map_err(|source| {
                 ProxyError::Message {

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 
 use super::{Pool, RequestBody};
 use crate::error::ProxyError;
-use crate::grpc::ResponseBody;
+use crate::grpc::{names, ResponseBody};
 
 /// How many times a call that never reached the upstream (its connection
 /// closed between choosing it and sending) is tried on another connection.
@@ -91,18 +91,16 @@ where
     B::Error: Into<super::BoxError>,
 {
     let (mut parts, body) = req.into_parts();
-    let authority = parts
-        .uri
-        .authority()
-        .cloned()
-        .unwrap_or_else(|| Authority::from_static("localhost"));
-    let mut uri = Uri::builder().scheme(scheme.clone()).authority(authority);
-    if let Some(pq) = parts.uri.path_and_query() {
-        uri = uri.path_and_query(pq.clone());
+    // The URI's parts are moved, not re-parsed: only the scheme changes.
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.scheme = Some(scheme.clone());
+    if uri.authority.is_none() {
+        uri.authority = Some(Authority::from_static("localhost"));
     }
-    if let Ok(uri) = uri.build() {
-        parts.uri = uri;
+    if uri.path_and_query.is_none() {
+        uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
+    parts.uri = Uri::from_parts(uri).unwrap_or_default();
     strip_hop_by_hop(&mut parts.headers);
     Request::from_parts(parts, body.map_err(Into::into).boxed_unsync())
 }
@@ -116,8 +114,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    headers.remove(names::KEEP_ALIVE);
+    headers.remove(names::PROXY_CONNECTION);
     if headers
         .get(http::header::TE)
         .is_some_and(|te| te != "trailers")
@@ -133,7 +131,7 @@ fn from_upstream(
 ) -> Response<ResponseBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let trailers_only = parts.headers.contains_key("grpc-status");
+    let trailers_only = parts.headers.contains_key(names::GRPC_STATUS);
     Response::from_parts(
         parts,
         ResponseBody::upstream(body, lease, !trailers_only, max_message),
