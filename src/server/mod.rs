@@ -80,6 +80,9 @@ impl Shared {
         let k = &config.keepalive;
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
+            // Responses are relayed as the frontend sent them (grpc-go sends
+            // no Date); hyper would format and encode one on every call.
+            .auto_date_header(false)
             // Windows sized so that a full-size request (4 MiB by default)
             // never waits on WINDOW_UPDATE round trips.
             .initial_stream_window_size(h.initial_stream_window_size)
