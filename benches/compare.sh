@@ -742,32 +742,42 @@ memory_cell() {
         fi
     else
         conns=$n
-        taskset -c "$LOAD_CPUS" python3 "$HELPER" idle --target "127.0.0.1:${PORT[$t]}" --ca "$PKI/ca.pem" \
-            --cert "$PKI/client.pem" --key "$PKI/client.key" --server-name localhost --connections "$n" \
-            --hold-for 600 >"$f.idle.out" 2>"$f.idle.err" &
+        # Held long enough for the samples below (1 s, then 3 s): tmp-bench
+        # reports how many were still open when the hold ended.
+        taskset -c "$LOAD_CPUS" "$BENCH" "${BARGS[@]}" --threads "$GEN_THREADS" --json \
+            --mode idle --connections "$n" --method get-system-info --timeout 10s --hold-for 8s \
+            >"$f.json" 2>"$f.json.err" &
         lp=$!
         STARTED+=("$lp")
-        # Bounded: the helper gives up opening after 300 s.
+        # "idle: K of N connections open" on stderr once all are dialed;
+        # bounded: 320 s to open them.
         for i in $(seq 1 3200); do
-            grep -q '^open' "$f.idle.out" && break
+            grep -q '^idle: ' "$f.json.err" && break
             kill -0 "$lp" 2>/dev/null || break
             sleep 0.1
         done
-        line=$(head -n 1 "$f.idle.out")
-        case $line in
-        "open $n failed 0"*) ;;
-        *) note="idle connections: ${line:-none opened} $(tail -n 2 "$f.idle.err")" ;;
-        esac
+        line=$(grep -m 1 '^idle: ' "$f.json.err" || true)
         sleep 1
         sample_peak 3 "${PID[$t]}"
-        kill_tree "$lp"
+        if [ -z "$line" ]; then
+            note="idle connections: not all dialed within 320 s, or tmp-bench failed: $(tail -n 2 "$f.json.err")"
+            kill_tree "$lp"
+        else
+            wait "$lp" || note="tmp-bench failed: $(tail -n 2 "$f.json.err")"
+            local opened open_end
+            opened=$(py field "$f.json" idle.opened)
+            open_end=$(py field "$f.json" idle.open_at_end)
+            if [ "$opened" != "$n" ] || [ "$open_end" != "$n" ]; then
+                note="${note:+$note; }opened $opened, open at end $open_end of $n"
+            fi
+        fi
     fi
     local each
     each=$(python3 -c "print(round(($PEAK_PSS - $base) / $n, 2))")
     local args=(section=memory target="$t" threads=1 run="$run" n="$n" kind="$kind" conns="$conns"
         base_pss_kib="$base" peak_pss_kib="$PEAK_PSS" peak_rss_kib="$PEAK_RSS" kib_per_item="$each")
     [ -z "$note" ] || args+=(note="${note// /_}")
-    if [ "$kind" = polls ]; then args+=(--bench "$f.json"); fi
+    args+=(--bench "$f.json")
     py record "$RESULTS" "${args[@]}"
     printf '    %-8s %-5s N=%-6s baseline %s KiB, peak %s KiB: %s KiB each %s\n' \
         "$t" "$kind" "$n" "$base" "$PEAK_PSS" "$each" "$note" >&2
@@ -779,7 +789,7 @@ section_memory() {
     local run t n kind
     placement 1
     log "memory, 1 proxy thread: $(placement_text 1); N = $MEM_SIZES; hold ${HOLD_S}s"
-    py meta "$META" memory_shape="Long polls: tmp-bench --mode hold --hold-calls N over N/100 connections for ${HOLD_S}s (the fake holds polls longer); idle: N mTLS connections that each made one GetSystemInfo call and then sit idle (benches/compare_report.py idle). A fresh proxy per cell; $MEM_RUNS run(s) per cell"
+    py meta "$META" memory_shape="Long polls: tmp-bench --mode hold --hold-calls N over N/100 connections for ${HOLD_S}s (the fake holds polls longer); idle: N mTLS connections that each made one GetSystemInfo call and then sit idle (tmp-bench --mode idle --connections N, 64 dialed at once, full handshakes). A fresh proxy per cell; $MEM_RUNS run(s) per cell"
     start_fake h2c
     for kind in polls idle; do
         for n in $MEM_SIZES; do

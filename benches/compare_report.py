@@ -17,11 +17,6 @@ Subcommands:
   field F PATH             print one field of a JSON file (PATH a.b.c)
   median-calls FILE SECTION TARGET THREADS
                            median calls/s of recorded runs (empty if none)
-  idle --target H:P --ca --cert --key --server-name --connections N
-       --hold-for S [--no-call]
-                           open N mTLS HTTP/2 connections, each makes one
-                           GetSystemInfo call (unless --no-call), print
-                           "open N" and keep them idle for S seconds
   report DIR               aggregate DIR/measurements.jsonl (medians over
                            runs) into markdown tables: stdout and DIR/results.md
 """
@@ -29,11 +24,8 @@ Subcommands:
 import json
 import os
 import socket
-import ssl
 import statistics
-import struct
 import sys
-import time
 
 # --------------------------------------------------------------------------
 # /proc
@@ -215,120 +207,6 @@ def median_calls(argv):
 
 
 # --------------------------------------------------------------------------
-# Idle connections: TLS + HTTP/2 by hand (one GetSystemInfo call each).
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-def _frame(ftype, flags, stream, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", stream) + payload
-
-
-def _hpack_int(value, prefix_bits, first=0):
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes([first | value])
-    out = [first | limit]
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _hpack_literal(name, value):
-    # Literal header field without indexing, new name, no Huffman coding.
-    n, v = name.encode(), value.encode()
-    return b"\x00" + _hpack_int(len(n), 7) + n + _hpack_int(len(v), 7) + v
-
-
-def _read_exact(sock, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("connection closed")
-        buf += chunk
-    return buf
-
-
-def _one_call(sock, authority):
-    headers = b"".join(
-        _hpack_literal(k, v)
-        for k, v in (
-            (":method", "POST"),
-            (":scheme", "https"),
-            (":path", "/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo"),
-            (":authority", authority),
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-        )
-    )
-    sock.sendall(_frame(1, 0x4, 1, headers) + _frame(0, 0x1, 1, b"\x00\x00\x00\x00\x00"))
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        head = _read_exact(sock, 9)
-        length = int.from_bytes(head[:3], "big")
-        ftype, flags = head[3], head[4]
-        stream = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
-        payload = _read_exact(sock, length)
-        if ftype == 4 and not flags & 0x1:  # SETTINGS: acknowledge
-            sock.sendall(_frame(4, 0x1, 0))
-        elif ftype == 6 and not flags & 0x1:  # PING: answer
-            sock.sendall(_frame(6, 0x1, 0, payload))
-        elif ftype == 7:
-            raise ConnectionError("GOAWAY")
-        elif ftype == 3 and stream == 1:
-            raise ConnectionError("RST_STREAM")
-        elif ftype in (0, 1) and stream == 1 and flags & 0x1:
-            return
-    raise TimeoutError("no answer")
-
-
-def idle(argv):
-    opts = {"no-call": False}
-    while argv:
-        arg = argv.pop(0)
-        if arg == "--no-call":
-            opts["no-call"] = True
-        else:
-            opts[arg.lstrip("-")] = argv.pop(0)
-    host, port = opts["target"].rsplit(":", 1)
-    n = int(opts["connections"])
-    hold = float(opts["hold-for"])
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=opts["ca"])
-    ctx.load_cert_chain(opts["cert"], opts["key"])
-    ctx.set_alpn_protocols(["h2"])
-    socks, failed, why = [], 0, ""
-    started = time.monotonic()
-    for _ in range(n):
-        if time.monotonic() - started > 300:
-            why = why or "gave up after 300 s"
-            failed += 1
-            continue
-        try:
-            raw = socket.create_connection((host, int(port)), timeout=10)
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            tls = ctx.wrap_socket(raw, server_hostname=opts["server-name"])
-            if tls.selected_alpn_protocol() != "h2":
-                raise ConnectionError("no ALPN h2")
-            tls.sendall(PREFACE + _frame(4, 0, 0))
-            if not opts["no-call"]:
-                _one_call(tls, opts["target"])
-            socks.append(tls)
-        except (OSError, ConnectionError, TimeoutError, ssl.SSLError) as e:
-            failed += 1
-            why = why or str(e)
-    opened = time.monotonic() - started
-    print(f"open {len(socks)} failed {failed} seconds {opened:.1f} {why}".rstrip(), flush=True)
-    time.sleep(hold)
-    for s in socks:
-        s.close()
-    return 0 if not failed else 1
-
-
-# --------------------------------------------------------------------------
 # Report
 
 TARGET_ORDER = ["h2c", "direct-tls", "tmp", "nginx", "haproxy"]
@@ -392,7 +270,7 @@ class Agg:
         total, whys = 0, []
         for r in self.recs:
             if "bench" not in r:
-                continue  # a measurement without tmp-bench (idle connections)
+                continue  # a measurement without a tmp-bench report
             n, why = bench_errors(r.get("bench"))
             if n is None:
                 total += 1
@@ -872,8 +750,6 @@ def main():
     if cmd == "median-calls":
         median_calls(argv)
         return 0
-    if cmd == "idle":
-        return idle(argv)
     if cmd == "report":
         return report(argv)
     sys.stderr.write(f"unknown subcommand {cmd}\n{__doc__}")

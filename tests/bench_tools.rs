@@ -165,6 +165,31 @@ fn hold_mode_keeps_polls_open() {
     assert_eq!(report["hold"]["open_at_end"], 50, "{report}");
 }
 
+#[test]
+fn idle_mode_keeps_connections_open() {
+    let frontend = Frontend::start();
+    let report = bench(&[
+        "--target",
+        &frontend.addr,
+        "--mode",
+        "idle",
+        "--connections",
+        "20",
+        "--hold-for",
+        "1s",
+    ]);
+    assert_no_errors(&report);
+    assert_eq!(report["mode"], "idle", "{report}");
+    assert_eq!(report["ok"], 20, "one call per connection: {report}");
+    assert_eq!(report["idle"]["opened"], 20, "{report}");
+    assert_eq!(report["idle"]["open_at_end"], 20, "{report}");
+    assert!(report["idle"]["open_s"].is_number(), "{report}");
+    assert!(
+        report["elapsed_s"].as_f64().unwrap() >= 1.0,
+        "held for --hold-for: {report}"
+    );
+}
+
 /// The side-by-side script runs end to end (here with the debug binaries,
 /// the floors and this proxy only, one short run: the numbers mean nothing,
 /// the harness is what is checked) and reports every row without errors.

@@ -16,7 +16,12 @@
 //!   connection, TLS session resumption disabled (full handshakes per second);
 //! * `--mode hold`: `--hold-calls N` long polls held open for `--hold-for`
 //!   (with `grpc-timeout` = hold time + 10 s, so a real frontend holds them
-//!   too), so the proxy's memory per open call can be sampled from outside.
+//!   too), so the proxy's memory per open call can be sampled from outside;
+//! * `--mode idle`: `--connections N` connections (up to 64 dialed at once,
+//!   TLS session resumption disabled) that each make one `--method` call,
+//!   then stay open without calls for `--hold-for` (counted from when all
+//!   are open), so the proxy's memory per idle connection can be sampled from
+//!   outside; "idle: N of N connections open" on stderr tells when.
 //!
 //! The run ends at `--duration` (default 10 s) or after `--calls`, whichever
 //! comes first. The report gives calls/s, errors by grpc-status (transport
@@ -56,6 +61,10 @@
 //! cargo run --release --bin tmp-bench -- --target 127.0.0.1:7443 --tls ... \
 //!     --mode hold --hold-calls 10000 --connections 100 --hold-for 30s
 //!
+//! # 10,000 idle mTLS connections (one call each) held for 30 s
+//! cargo run --release --bin tmp-bench -- --target 127.0.0.1:7443 --tls ... \
+//!     --mode idle --connections 10000 --hold-for 30s
+//!
 //! # 1 MiB messages against the fake frontend's echo method
 //! cargo run --release --bin tmp-bench -- --target 127.0.0.1:7233 \
 //!     --method echo --payload-bytes 1048576 --concurrency 4
@@ -82,6 +91,7 @@ use serde_json::{json, Value};
 use temporal_mtls_proxy::tls::client::{client_config, ClientTlsMaterial};
 use temporal_mtls_proxy::tls::material::{load_ca_bundle, load_certified_key};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
@@ -105,6 +115,9 @@ enum Mode {
     NewConnection,
     /// Hold --hold-calls poll calls open for --hold-for.
     Hold,
+    /// Open --connections connections, one call each, then hold them idle
+    /// for --hold-for.
+    Idle,
 }
 
 /// gRPC load generator for temporal-mtls-proxy and the Temporal frontend.
@@ -151,7 +164,8 @@ struct Args {
     /// Temporal namespace put in the requests.
     #[arg(long, default_value = "default")]
     namespace: String,
-    /// Number of HTTP/2 connections (in new-connection mode: parallel dialers).
+    /// Number of HTTP/2 connections (in new-connection mode: parallel
+    /// dialers; in idle mode: the connections held open).
     #[arg(long, default_value_t = 1)]
     connections: usize,
     /// Concurrent streams (workers) per connection.
@@ -175,10 +189,12 @@ struct Args {
     /// would wait inside the generator and not be open on the server.
     #[arg(long, default_value_t = 1000)]
     hold_calls: usize,
-    /// Hold mode: how long to keep them open.
+    /// Hold mode: how long to keep the polls open; idle mode: how long to
+    /// keep the connections open, from when all are open.
     #[arg(long, default_value = "30s")]
     hold_for: humantime::Duration,
-    /// Per-call timeout (unary and new-connection modes).
+    /// Per-call timeout (unary and new-connection modes; idle mode: the dial
+    /// and its one call).
     #[arg(long, default_value = "30s")]
     timeout: humantime::Duration,
     /// Runtime worker threads of the generator; default: all CPUs.
@@ -315,6 +331,12 @@ impl Target {
 type Sender = SendRequest<Full<Bytes>>;
 
 async fn connect(target: &Target) -> Result<Sender, &'static str> {
+    dial(target).await.map(|(sender, _)| sender)
+}
+
+/// Opens one HTTP/2 connection: the sender of its requests and the task
+/// that drives it (it finishes when the connection closes).
+async fn dial(target: &Target) -> Result<(Sender, JoinHandle<()>), &'static str> {
     let tcp = TcpStream::connect(target.addr)
         .await
         .map_err(|_| "connect")?;
@@ -330,8 +352,7 @@ async fn connect(target: &Target) -> Result<Sender, &'static str> {
                 .handshake(TokioIo::new(tcp))
                 .await
                 .map_err(|_| "h2-handshake")?;
-            tokio::spawn(conn);
-            Ok(sender)
+            Ok((sender, tokio::spawn(async move { _ = conn.await })))
         }
         Some((connector, name)) => {
             let tls = connector
@@ -345,8 +366,7 @@ async fn connect(target: &Target) -> Result<Sender, &'static str> {
                 .handshake(TokioIo::new(tls))
                 .await
                 .map_err(|_| "h2-handshake")?;
-            tokio::spawn(conn);
-            Ok(sender)
+            Ok((sender, tokio::spawn(async move { _ = conn.await })))
         }
     }
 }
@@ -404,7 +424,9 @@ async fn call(sender: &mut Sender, target: &Target) -> Outcome {
 
 /// What one worker measured; merged at the end.
 struct Stats {
-    hist: Histogram<u64>,
+    /// Allocated at the first recorded call (~190 KiB each): in hold mode
+    /// most holders never finish a call, and there may be 10,000 of them.
+    hist: Option<Histogram<u64>>,
     ok: u64,
     grpc_errors: BTreeMap<String, u64>,
     transport_errors: BTreeMap<String, u64>,
@@ -415,10 +437,14 @@ struct Stats {
     held_to_end: u64,
 }
 
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds")
+}
+
 impl Stats {
     fn new() -> Self {
         Self {
-            hist: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds"),
+            hist: None,
             ok: 0,
             grpc_errors: BTreeMap::new(),
             transport_errors: BTreeMap::new(),
@@ -444,6 +470,7 @@ impl Stats {
             Outcome::Grpc { status, received } => {
                 self.received += received;
                 self.hist
+                    .get_or_insert_with(new_histogram)
                     .saturating_record((latency.as_micros() as u64).max(1));
                 if status == "0" {
                     self.ok += 1;
@@ -460,7 +487,11 @@ impl Stats {
     }
 
     fn merge(&mut self, other: Stats) {
-        self.hist.add(&other.hist).expect("same histogram bounds");
+        match (&mut self.hist, other.hist) {
+            (Some(mine), Some(theirs)) => mine.add(&theirs).expect("same histogram bounds"),
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
         self.ok += other.ok;
         for (k, v) in other.grpc_errors {
             *self.grpc_errors.entry(k).or_default() += v;
@@ -647,6 +678,126 @@ async fn holder(plan: Plan, mut sender: Sender) -> Stats {
     stats
 }
 
+/// Idle mode: at most this many connections are being dialed at once.
+const IDLE_DIALERS: usize = 64;
+
+/// An idle connection: its sender (dropped to close it), its connection
+/// task (finished when the connection has closed), and the task that counts
+/// its closing in `Live::open`.
+type IdleConnection = (Sender, tokio::task::AbortHandle, JoinHandle<()>);
+
+/// Idle mode: opens --connections connections, IDLE_DIALERS at a time, each
+/// making one call (the dial and the call within --timeout, latency from
+/// the dial); keeps those whose call answered OK, without calls, for
+/// --hold-for from when all are open (their tasks answer the server's
+/// pings), then closes them. Returns the calls' statistics and the "idle"
+/// part of the report.
+async fn idle(
+    args: &Args,
+    target: &Arc<Target>,
+    live: &Arc<Live>,
+) -> Result<(Stats, Value), String> {
+    let n = args.connections;
+    let started = Instant::now();
+    let dialers: Vec<_> = (0..n.min(IDLE_DIALERS))
+        .map(|_| {
+            tokio::spawn(idle_dialer(
+                target.clone(),
+                live.clone(),
+                n as u64,
+                *args.timeout,
+            ))
+        })
+        .collect();
+    let mut stats = Stats::new();
+    let mut open = Vec::with_capacity(n);
+    for dialer in dialers {
+        let (dialer_stats, kept) = dialer.await.map_err(|e| format!("dialer failed: {e}"))?;
+        stats.merge(dialer_stats);
+        open.extend(kept);
+    }
+    let open_s = started.elapsed().as_secs_f64();
+    if !args.quiet {
+        eprintln!(
+            "idle: {} of {n} connections open in {open_s:.1} s",
+            open.len()
+        );
+    }
+    tokio::time::sleep(*args.hold_for).await;
+    let opened = open.len();
+    let open_at_end = open
+        .iter()
+        .filter(|(_, conn, _)| !conn.is_finished())
+        .count();
+
+    // Without its sender hyper ends a connection (GOAWAY, then close);
+    // whatever is left after 5 s is dropped.
+    let mut tasks = Vec::with_capacity(open.len());
+    let mut conns = Vec::with_capacity(open.len());
+    for (sender, conn, watcher) in open {
+        drop(sender);
+        conns.push(conn);
+        tasks.push(watcher);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        for task in tasks {
+            let _ = task.await;
+        }
+    })
+    .await;
+    for conn in conns {
+        conn.abort();
+    }
+    Ok((
+        stats,
+        json!({
+            "dialers": n.min(IDLE_DIALERS),
+            "opened": opened,
+            "open_s": round3(open_s),
+            "hold_for_s": args.hold_for.as_secs_f64(),
+            "open_at_end": open_at_end,
+        }),
+    ))
+}
+
+/// Idle mode: one dialer. Takes connections from the budget of `n` until
+/// it is spent; returns the calls' statistics and the connections kept.
+async fn idle_dialer(
+    target: Arc<Target>,
+    live: Arc<Live>,
+    n: u64,
+    timeout: Duration,
+) -> (Stats, Vec<IdleConnection>) {
+    let mut stats = Stats::new();
+    let mut kept = Vec::new();
+    let body_len = target.body.len();
+    while live.take(n) {
+        let begun = Instant::now();
+        let (outcome, conn) = tokio::time::timeout(timeout, async {
+            match dial(&target).await {
+                Ok((mut sender, conn)) => (call(&mut sender, &target).await, Some((sender, conn))),
+                Err(what) => (Outcome::Transport(what.into()), None),
+            }
+        })
+        .await
+        .unwrap_or_else(|_| (Outcome::Transport("timeout".into()), None));
+        let ok = matches!(&outcome, Outcome::Grpc { status, .. } if status == "0");
+        stats.record(outcome, begun.elapsed(), body_len, &live);
+        // A connection whose call failed is dropped (and closes).
+        if let (true, Some((sender, conn))) = (ok, conn) {
+            live.open_inc();
+            let abort = conn.abort_handle();
+            let live = live.clone();
+            let watcher = tokio::spawn(async move {
+                let _ = conn.await;
+                live.open_dec();
+            });
+            kept.push((sender, abort, watcher));
+        }
+    }
+    (stats, kept)
+}
+
 // ---------------------------------------------------------------------------
 // Setup and report.
 
@@ -669,7 +820,9 @@ fn build_target(args: &Args) -> Result<Target, String> {
             client_key,
         };
         let mut config = (*client_config(&material).map_err(|e| e.to_string())?).clone();
-        if args.mode == Mode::NewConnection {
+        // Full handshakes: per call, or per idle connection as each of many
+        // clients would make.
+        if matches!(args.mode, Mode::NewConnection | Mode::Idle) {
             config.resumption = rustls::client::Resumption::disabled();
         }
         let host = match &args.server_name {
@@ -754,7 +907,7 @@ async fn run(args: Args) -> Result<Value, String> {
 
     // Long-lived connections first, so their handshakes are not measured.
     let mut senders = Vec::new();
-    if args.mode != Mode::NewConnection {
+    if !matches!(args.mode, Mode::NewConnection | Mode::Idle) {
         for _ in 0..args.connections {
             let sender = connect(&target)
                 .await
@@ -765,17 +918,17 @@ async fn run(args: Args) -> Result<Value, String> {
 
     let cpu_before = cpu_seconds();
     let start = Instant::now();
-    let run_for = if args.mode == Mode::Hold {
-        *args.hold_for
-    } else {
-        *args.duration
+    let run_for = match args.mode {
+        Mode::Hold | Mode::Idle => *args.hold_for,
+        _ => *args.duration,
     };
     let deadline = start + run_for;
     let limit = args.calls.unwrap_or(u64::MAX);
-    let workers = if args.mode == Mode::Hold {
-        args.hold_calls
-    } else {
-        args.connections * args.concurrency
+    let workers = match args.mode {
+        Mode::Hold => args.hold_calls,
+        // Its own dialers, below.
+        Mode::Idle => 0,
+        _ => args.connections * args.concurrency,
     };
 
     let progress = if args.json || args.quiet {
@@ -825,7 +978,7 @@ async fn run(args: Args) -> Result<Value, String> {
         });
     }
     let pacer = match args.rate {
-        Some(rate) if args.mode != Mode::Hold => Some(spawn_pacer(
+        Some(rate) if !matches!(args.mode, Mode::Hold | Mode::Idle) => Some(spawn_pacer(
             start.into_std(),
             rate,
             run_for,
@@ -836,6 +989,12 @@ async fn run(args: Args) -> Result<Value, String> {
         _ => None,
     };
     let mut stats = Stats::new();
+    let mut idle_report = None;
+    if args.mode == Mode::Idle {
+        let (idle_stats, report) = idle(&args, &target, &live).await?;
+        stats.merge(idle_stats);
+        idle_report = Some(report);
+    }
     for task in tasks {
         stats.merge(task.await.map_err(|e| format!("worker failed: {e}"))?);
     }
@@ -863,10 +1022,7 @@ async fn run(args: Args) -> Result<Value, String> {
         _ => (f64::NAN, f64::NAN),
     };
     let cpu_total = user + sys;
-    let h = &stats.hist;
-    let latency = if h.is_empty() {
-        Value::Null
-    } else {
+    let latency = if let Some(h) = stats.hist.as_ref().filter(|h| !h.is_empty()) {
         json!({
             "min": h.min(),
             "p50": h.value_at_quantile(0.50),
@@ -876,6 +1032,8 @@ async fn run(args: Args) -> Result<Value, String> {
             "max": h.max(),
             "mean": (h.mean() * 10.0).round() / 10.0,
         })
+    } else {
+        Value::Null
     };
     let round = |x: f64| (x * 10.0).round() / 10.0;
     let open_loop = args.rate.map(|rate| {
@@ -932,6 +1090,7 @@ async fn run(args: Args) -> Result<Value, String> {
         },
         "open_loop": open_loop,
         "hold": hold,
+        "idle": idle_report,
     }))
 }
 
@@ -1021,6 +1180,19 @@ fn text_report(r: &Value) -> String {
             f(&h["peak_open"]),
             f(&h["open_at_end"]),
             f(&h["completed_early"]),
+        ));
+    }
+    if !r["idle"].is_null() {
+        let i = &r["idle"];
+        out.push_str(&format!(
+            "idle      {} of {} connections opened in {} s ({} dialing at once), \
+             held {} s: open at end {}\n",
+            f(&i["opened"]),
+            f(&r["connections"]),
+            f(&i["open_s"]),
+            f(&i["dialers"]),
+            f(&i["hold_for_s"]),
+            f(&i["open_at_end"]),
         ));
     }
     out
