@@ -89,7 +89,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let server_tls = tls::server::server_config(&config.tls.material)?;
-    let worker_count = config.worker_threads;
     let metrics = metrics::Metrics::new(config.admin.max_namespace_labels);
     let health = admin::Health::new();
     let audit = match &config.audit {
@@ -131,17 +130,21 @@ pub async fn run(
         },
     ));
     // Connections are served on worker threads, each with its own pool.
-    let count = worker_count.unwrap_or_else(server::workers::default_count);
-    let upstream_tls = config.upstream.tls.is_some();
-    let max_response = config.limits.max_response_message;
-    let workers = server::workers::Workers::start(count, || {
-        upstream::pool(&config.upstream, &config.keepalive, metrics.clone())
-            .map(|pool| upstream::Forward::new(pool, upstream_tls, max_response))
-    })
-    .map_err(|e| match e {
-        server::workers::WorkersError::Thread(e) => RunError::Workers(e),
-        server::workers::WorkersError::Upstream(e) => RunError::Upstream(e),
-    })?;
+    let count = config
+        .worker_threads
+        .unwrap_or_else(server::workers::default_count);
+    let forwards = (0..count)
+        .map(|_| {
+            upstream::pool(&config.upstream, &config.keepalive, metrics.clone()).map(|pool| {
+                upstream::Forward::new(
+                    pool,
+                    config.upstream.tls.is_some(),
+                    config.limits.max_response_message,
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let workers = server::workers::Workers::start(forwards).map_err(RunError::Workers)?;
     let local = listener.local_addr().map_err(|source| RunError::Bind {
         address: config.listen.address,
         source,

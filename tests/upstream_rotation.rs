@@ -14,14 +14,6 @@ use support::temporal::{TemporalOpts, TemporalServer};
 
 const WS: &str = "/temporal.api.workflowservice.v1.WorkflowService";
 
-fn upstream_connections_opened(proxy: &ProxyProcess) -> usize {
-    proxy
-        .logs()
-        .iter()
-        .filter(|v| v["message"] == "upstream connection opened")
-        .count()
-}
-
 #[tokio::test]
 async fn calls_survive_upstream_connection_rotation() {
     let temporal = TemporalServer::start_with(
@@ -80,7 +72,7 @@ async fn calls_survive_upstream_connection_rotation() {
     assert_eq!(worker.json()["ok"], true);
 
     // The rotations really happened: the proxy had to open new connections.
-    let opened = upstream_connections_opened(&proxy);
+    let opened = proxy.upstream_connections_opened();
     assert!(
         opened >= 3,
         "only {opened} upstream connections in 10 s with a 2 s max age"
@@ -116,6 +108,6 @@ async fn more_upstream_connections_when_streams_run_out() {
         let reply = poll.await.unwrap();
         assert!(reply.is_ok(), "{reply:?}");
     }
-    let opened = upstream_connections_opened(&proxy);
+    let opened = proxy.upstream_connections_opened();
     assert_eq!(opened, 3, "5 concurrent calls at 2 streams per connection");
 }

@@ -45,12 +45,11 @@ async fn connections_are_spread_over_workers_each_with_its_own_upstream() {
     }
     // One upstream connection per worker (the readiness probe shares the
     // first worker's); with one shared pool there would be one in all.
-    let opened = proxy
-        .logs()
-        .iter()
-        .filter(|v| v["message"] == "upstream connection opened")
-        .count();
-    assert_eq!(opened, 3, "one upstream connection per worker");
+    assert_eq!(
+        proxy.upstream_connections_opened(),
+        3,
+        "one upstream connection per worker"
+    );
 }
 
 #[tokio::test]
@@ -75,10 +74,9 @@ async fn one_worker_serves_everything_on_the_main_thread() {
             .unwrap();
         assert!(reply.is_ok(), "{reply:?}");
     }
-    let opened = proxy
-        .logs()
-        .iter()
-        .filter(|v| v["message"] == "upstream connection opened")
-        .count();
-    assert_eq!(opened, 1, "one worker, one upstream connection");
+    assert_eq!(
+        proxy.upstream_connections_opened(),
+        1,
+        "one worker, one upstream connection"
+    );
 }

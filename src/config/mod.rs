@@ -41,8 +41,8 @@ pub struct Config {
     /// Answer `grpc.health.v1.Health/Check` from the proxy's own readiness
     /// instead of forwarding it (`[health] local`).
     pub health_local: bool,
-    /// `[runtime] worker_threads`: tokio worker threads; `None` = one per
-    /// CPU. Read by the binary when it builds the runtime (start only).
+    /// `[runtime] worker_threads`: worker threads serving connections
+    /// (`server::workers`); `None` = one per CPU. Start only.
     pub worker_threads: Option<usize>,
 }
 

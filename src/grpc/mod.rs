@@ -11,6 +11,8 @@ pub mod scan;
 mod status;
 
 pub use body::{grpc_status, CallEnd, ResponseBody};
+pub use replay::Replay;
+pub use status::status_response;
 
 /// Header names the per-call path looks up, parsed once: a lookup by `&str`
 /// parses and validates the name on every call.
@@ -23,5 +25,3 @@ pub mod names {
     pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
     pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 }
-pub use replay::Replay;
-pub use status::status_response;

@@ -38,26 +38,25 @@ pub fn default_count() -> usize {
 }
 
 impl Workers {
-    /// Starts `count` workers (threads only when `count > 1`), each with the
-    /// upstream pool `forward` makes for it.
-    pub fn start<E>(
-        count: usize,
-        mut forward: impl FnMut() -> Result<Forward, E>,
-    ) -> Result<Workers, WorkersError<E>> {
-        let count = count.max(1);
-        if count == 1 {
+    /// Starts one worker per upstream in `forwards` (at least one); threads
+    /// only when there are several.
+    pub fn start(mut forwards: Vec<Forward>) -> std::io::Result<Workers> {
+        if forwards.len() <= 1 {
+            let forward = forwards
+                .pop()
+                .ok_or_else(|| std::io::Error::other("no worker to start"))?;
             return Ok(Workers {
                 workers: vec![Worker {
                     runtime: None,
-                    forward: forward().map_err(WorkersError::Upstream)?,
+                    forward,
                 }],
                 next: 0,
                 stops: Vec::new(),
             });
         }
-        let mut workers = Vec::with_capacity(count);
-        let mut stops = Vec::with_capacity(count);
-        for index in 0..count {
+        let mut workers = Vec::with_capacity(forwards.len());
+        let mut stops = Vec::with_capacity(forwards.len());
+        for (index, forward) in forwards.into_iter().enumerate() {
             let (handle_tx, handle_rx) = std::sync::mpsc::channel();
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
             std::thread::Builder::new()
@@ -79,18 +78,14 @@ impl Workers {
                     runtime.block_on(async {
                         let _ = stop_rx.await;
                     });
-                })
-                .map_err(WorkersError::Thread)?;
+                })?;
             let handle = handle_rx
                 .recv()
-                .map_err(|_| {
-                    WorkersError::Thread(std::io::Error::other("worker thread exited at start"))
-                })?
-                .map_err(WorkersError::Thread)?;
+                .map_err(|_| std::io::Error::other("worker thread exited at start"))??;
             stops.push(stop_tx);
             workers.push(Worker {
                 runtime: Some(handle),
-                forward: forward().map_err(WorkersError::Upstream)?,
+                forward,
             });
         }
         Ok(Workers {
@@ -172,12 +167,4 @@ impl Drop for Workers {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum WorkersError<E> {
-    #[error("cannot start a worker thread: {0}")]
-    Thread(#[source] std::io::Error),
-    #[error(transparent)]
-    Upstream(E),
 }

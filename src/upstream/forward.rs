@@ -100,6 +100,7 @@ where
     if uri.path_and_query.is_none() {
         uri.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
+    // Cannot fail: scheme, authority and path are all set.
     parts.uri = Uri::from_parts(uri).unwrap_or_default();
     strip_hop_by_hop(&mut parts.headers);
     Request::from_parts(parts, body.map_err(Into::into).boxed_unsync())

@@ -104,6 +104,16 @@ impl ProxyProcess {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Upstream connections the proxy has opened so far (from its logs).
+    pub fn upstream_connections_opened(&self) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["message"] == "upstream connection opened")
+            .count()
+    }
+
     /// Waits for a log line matching `pred`.
     pub async fn wait_log(
         &self,
