@@ -31,7 +31,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, VARY};
@@ -84,6 +84,16 @@ pub struct Health {
     upstream_ok: AtomicBool,
     certs_problem: Mutex<String>,
     upstream_problem: Mutex<String>,
+    /// The certificates in force (server leaf, then CAs), with their
+    /// not-after: replaced on every load and reload, re-checked against the
+    /// clock by the readiness probe, so readiness follows what is served.
+    live_certs: Mutex<LiveCertificates>,
+}
+
+#[derive(Debug, Default)]
+struct LiveCertificates {
+    server: Vec<(String, SystemTime)>,
+    cas: Vec<(String, SystemTime)>,
 }
 
 impl Health {
@@ -97,6 +107,7 @@ impl Health {
             upstream_ok: AtomicBool::new(false),
             certs_problem: Mutex::new("not loaded yet".to_owned()),
             upstream_problem: Mutex::new("not checked yet".to_owned()),
+            live_certs: Mutex::new(LiveCertificates::default()),
         })
     }
 
@@ -132,6 +143,47 @@ impl Health {
     /// `reason` appears in `/readyz`.
     pub fn set_certificates_invalid(&self, reason: impl Into<String>) {
         set_problem(&self.certs_problem, &self.certs_valid, reason.into());
+    }
+
+    /// Takes the certificates now in force (the server leaf and the CAs,
+    /// each with its subject and not-after) and judges them against the
+    /// clock; [`Health::recheck_certificates`] judges them again later.
+    pub fn set_live_certificates(
+        &self,
+        server: Vec<(String, SystemTime)>,
+        cas: Vec<(String, SystemTime)>,
+    ) {
+        *self
+            .live_certs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = LiveCertificates { server, cas };
+        self.recheck_certificates(SystemTime::now());
+    }
+
+    /// Judges the certificates in force against `now`: a certificate can
+    /// expire while the process runs, and a rotated one replaces it.
+    pub fn recheck_certificates(&self, now: SystemTime) {
+        let live = self
+            .live_certs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let expired = live
+            .server
+            .iter()
+            .chain(live.cas.iter())
+            .find(|(_, at)| *at <= now);
+        match expired {
+            Some((subject, _)) => {
+                let reason = format!("certificate {subject} has expired");
+                drop(live);
+                self.set_certificates_invalid(reason);
+            }
+            None if live.server.is_empty() => {
+                drop(live);
+                self.set_certificates_invalid("no server certificate loaded");
+            }
+            None => self.set_certificates_valid(),
+        }
     }
 
     /// See [`Health::set_certificates_valid`].

@@ -51,21 +51,14 @@ pub fn certificates(config: &Config, metrics: &Metrics, health: &Health) {
         })
         .unwrap_or_default();
     metrics.set_certificates(&server, &cas);
-    let now = SystemTime::now();
-    match server.iter().chain(cas.iter()).find(|(_, at)| *at <= now) {
-        Some((subject, _)) => {
-            health.set_certificates_invalid(format!("certificate {subject} has expired"))
-        }
-        None if server.is_empty() => {
-            health.set_certificates_invalid("no server certificate loaded")
-        }
-        None => health.set_certificates_valid(),
-    }
+    health.set_live_certificates(server, cas);
 }
 
 /// Checks the upstream with `grpc.health.v1.Health/Check` through the
 /// proxy's own upstream pool, every `admin.upstream_check_interval`, and
-/// re-checks certificate validity on the way.
+/// re-checks the validity of the certificates in force (the last loaded or
+/// reloaded, never those of `config`, which is the start-up config) on the
+/// way.
 pub async fn probe_upstream(shared: Arc<Shared>, forward: Forward, config: Config) {
     let mut tick = tokio::time::interval(config.admin.upstream_check_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -79,26 +72,8 @@ pub async fn probe_upstream(shared: Arc<Shared>, forward: Forward, config: Confi
                 humantime::format_duration(config.admin.upstream_check_timeout)
             )),
         }
-        if shared.health.certificates_valid() {
-            // A certificate can expire while the process runs.
-            let now = SystemTime::now();
-            if config
-                .tls
-                .material
-                .certified_key
-                .cert
-                .first()
-                .is_some_and(|c| {
-                    expiries(std::iter::once(c.as_ref()))
-                        .iter()
-                        .any(|(_, at)| *at <= now)
-                })
-            {
-                shared
-                    .health
-                    .set_certificates_invalid("the server certificate has expired");
-            }
-        }
+        // A certificate can expire while the process runs.
+        shared.health.recheck_certificates(SystemTime::now());
     }
 }
 

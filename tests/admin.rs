@@ -297,3 +297,64 @@ async fn health_checks_pass_through_or_answer_locally() {
     }
     assert_eq!(status, Some(2), "NOT_SERVING while the upstream is down");
 }
+
+/// Readiness follows the certificate being served: after a rotation, the
+/// expiry of the certificate the process started with does not turn
+/// readiness false (it re-checked the start-up certificate forever before).
+#[tokio::test]
+async fn readiness_follows_the_rotated_certificate_past_the_old_ones_expiry() {
+    let temporal = TemporalServer::start_with(TemporalOpts::default()).await;
+    let pki = TestPki::new();
+    let live_cert = pki.dir.path().join("live.pem");
+    let live_key = pki.dir.path().join("live-key.pem");
+    let valid_for = Duration::from_secs(6);
+    let (short, short_key) =
+        pki.server_cert_expiring_in("short-lived", &["localhost", "127.0.0.1"], valid_for);
+    let expires = std::time::Instant::now() + valid_for;
+    std::fs::copy(&short, &live_cert).unwrap();
+    std::fs::copy(&short_key, &live_key).unwrap();
+    let toml = config(&pki, &temporal.url(), "")
+        .replace(
+            &format!("cert = {:?}", pki.server_cert.display().to_string()),
+            &format!("cert = {:?}", live_cert.display().to_string()),
+        )
+        .replace(
+            &format!("key = {:?}", pki.server_key.display().to_string()),
+            &format!("key = {:?}", live_key.display().to_string()),
+        )
+        .replace(
+            "[admin]\naddress = \"127.0.0.1:0\"\n",
+            "[admin]\naddress = \"127.0.0.1:0\"\nupstream_check_interval = \"200ms\"\n",
+        );
+    let proxy = ProxyProcess::start(&toml).await;
+    let mut ready = false;
+    for _ in 0..100 {
+        if proxy.admin_get("/readyz").await.0 == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "never ready with the short-lived certificate");
+
+    // Rotate to a long-lived certificate, then let the first one expire.
+    let (long, long_key) = pki.server_cert_for("long-lived", &["localhost", "127.0.0.1"]);
+    std::fs::copy(&long_key, &live_key).unwrap();
+    std::fs::copy(&long, &live_cert).unwrap();
+    proxy.signal("HUP");
+    proxy
+        .wait_log(Duration::from_secs(10), |v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("reloaded certificates"))
+        })
+        .await
+        .expect("the rotation is applied");
+    tokio::time::sleep_until((expires + Duration::from_secs(2)).into()).await;
+    // Several probe rounds after the expiry of the start-up certificate.
+    for _ in 0..5 {
+        let (status, body) = proxy.admin_get("/readyz").await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -417,6 +417,31 @@ impl TestPki {
         issue_server(self.dir.path(), &self.root, name, sans)
     }
 
+    /// A server certificate like [`TestPki::server_cert_for`] that expires
+    /// `valid_for` from now (whole seconds), for rotation and expiry tests.
+    pub fn server_cert_expiring_in(
+        &self,
+        name: &str,
+        sans: &[&str],
+        valid_for: std::time::Duration,
+    ) -> (PathBuf, PathBuf) {
+        let key = new_ec_key();
+        let mut params = server_params(name, sans);
+        params.not_after = OffsetDateTime::now_utc()
+            + Duration::seconds(i64::try_from(valid_for.as_secs()).expect("seconds"));
+        let cert = params
+            .signed_by(&key, &self.root.issuer())
+            .unwrap_or_else(|e| panic!("issue server cert {name}: {e}"));
+        (
+            write(self.dir.path(), &format!("{name}.pem"), &cert.pem()),
+            write(
+                self.dir.path(),
+                &format!("{name}-key.pem"),
+                &key.serialize_pem(),
+            ),
+        )
+    }
+
     /// Client cert with the good client's subject, not_after yesterday.
     pub fn expired(&self) -> &ClientCert {
         &self.expired
