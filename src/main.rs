@@ -90,7 +90,14 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    logging::init(cli.log.log_format, &cli.log.log_level);
+    // Held to the end of main: dropping it writes out the queued lines.
+    let _log = match logging::init(cli.log.log_format, &cli.log.log_level) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
     // The control runtime (accept loop, admin, reload, probes); connections
     // are served on `runtime.worker_threads` workers of their own (see
     // `server::workers`), or on this runtime when there is one worker.

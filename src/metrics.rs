@@ -529,6 +529,7 @@ impl Metrics {
         registry.register_collector(Box::new(Arc::clone(&certificates)));
         let audit_dropped = Arc::new(AuditDropped::default());
         registry.register_collector(Box::new(Arc::clone(&audit_dropped)));
+        registry.register_collector(Box::new(LogLines));
 
         // Closed label sets start at zero: see HANDSHAKE_REASONS.
         start_at_zero(
@@ -973,6 +974,39 @@ impl Collector for AuditDropped {
             None,
             counter.metric_type(),
         )?)
+    }
+}
+
+/// `log_lines_dropped_total` and `log_lines_suppressed_total{site}`, read
+/// from the logging module's own counters at scrape time.
+#[derive(Debug)]
+struct LogLines;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteLabels {
+    site: &'static str,
+}
+
+impl Collector for LogLines {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let dropped = ConstCounter::new(crate::logging::dropped_lines());
+        dropped.encode(encoder.encode_descriptor(
+            "log_lines_dropped",
+            "Log lines dropped because stdout could not keep up (the writer never blocks serving).",
+            None,
+            dropped.metric_type(),
+        )?)?;
+        let mut family = encoder.encode_descriptor(
+            "log_lines_suppressed",
+            "Log lines a peer caused that the per-site rate limit suppressed.",
+            None,
+            MetricType::Counter,
+        )?;
+        for site in crate::logging::limit::SITES {
+            let labels = SiteLabels { site: site.name() };
+            ConstCounter::new(site.suppressed()).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 

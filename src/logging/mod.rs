@@ -88,7 +88,11 @@ pub fn init(format: LogFormat, level: &str) -> Result<LogGuard, String> {
 fn filter(directives: &str) -> Result<EnvFilter, String> {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
     let mut parts: Vec<String> = Vec::new();
-    for part in directives.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in directives
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let level = part.rsplit_once('=').map_or(part, |(_, l)| l);
         if !part.contains('[') && !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
             return Err(format!(

@@ -18,6 +18,7 @@ use super::activity::ConnActivity;
 use super::h2_guard::{GuardEvents, H2Guard, PingPolicy};
 use super::{stack, ConnectionInfo, Shared};
 use crate::config::KeepaliveConfig;
+use crate::logging::limit;
 use crate::metrics::{KeepaliveEvent, Metrics};
 use crate::tls::handshake;
 use crate::tls::identity::PeerIdentity;
@@ -55,7 +56,9 @@ pub async fn handle(
     let identity = match leaf.map(|der| PeerIdentity::from_der(der)) {
         Some(Ok(id)) => Some(Arc::new(id)),
         Some(Err(e)) => {
-            tracing::warn!(peer = %peer, error = %e, "connection refused: client certificate unreadable");
+            if limit::CERTIFICATE_UNREADABLE.admit() {
+                tracing::warn!(peer = %peer, error = %e, "connection refused: client certificate unreadable");
+            }
             return;
         }
         None => None,
@@ -103,7 +106,9 @@ pub async fn handle(
         Ok(()) => tracing::debug!(peer = %peer, "connection closed"),
         Err(e) if e.is_timeout() => {
             shared.metrics.keepalive_event(KeepaliveEvent::PingTimeout);
-            tracing::info!(peer = %peer, "connection closed: keepalive ping not answered in time");
+            if limit::PING_TIMEOUT.admit() {
+                tracing::info!(peer = %peer, "connection closed: keepalive ping not answered in time");
+            }
         }
         Err(e) => tracing::debug!(peer = %peer, error = %e, "connection ended with an error"),
     }
@@ -178,7 +183,9 @@ struct PingEvents {
 impl GuardEvents for PingEvents {
     fn too_many_pings(&self) {
         self.metrics.keepalive_event(KeepaliveEvent::TooManyPings);
-        tracing::warn!(peer = %self.peer, "client pinged too often: GOAWAY ENHANCE_YOUR_CALM too_many_pings");
+        if limit::TOO_MANY_PINGS.admit() {
+            tracing::warn!(peer = %self.peer, "client pinged too often: GOAWAY ENHANCE_YOUR_CALM too_many_pings");
+        }
     }
 }
 

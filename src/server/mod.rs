@@ -140,7 +140,9 @@ pub async fn serve(
                         // At the limit: refuse at once (close), count, log.
                         let refused = shared.refused_connections.fetch_add(1, Ordering::Relaxed) + 1;
                         shared.metrics.connection_refused(RefusalReason::MaxConnections);
-                        tracing::warn!(peer = %peer, limit = shared.limits.max_connections, refused_total = refused, "connection refused: limits.max_connections reached");
+                        if crate::logging::limit::CONNECTION_LIMIT.admit() {
+                            tracing::warn!(peer = %peer, limit = shared.limits.max_connections, refused_total = refused, "connection refused: limits.max_connections reached");
+                        }
                         drop(tcp);
                         continue;
                     };

@@ -330,7 +330,7 @@ fn unix_to_system(t: &rustls::pki_types::UnixTime) -> SystemTime {
 pub fn log_refusal(peer: SocketAddr, refusal: &Refusal) {
     if refusal.is_quiet() {
         tracing::debug!(peer = %peer, reason = %refusal, kind = refusal.label(), "TLS handshake refused");
-    } else {
+    } else if crate::logging::limit::HANDSHAKE_REFUSED.admit() {
         tracing::warn!(peer = %peer, reason = %refusal, kind = refusal.label(), "TLS handshake refused");
     }
 }

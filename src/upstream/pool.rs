@@ -152,7 +152,9 @@ impl Pool {
             }
             Err(e) => {
                 self.metrics.upstream_connect_failed(e.failure_kind());
-                tracing::warn!(upstream = %self.address(), error = %e, "upstream connect failed");
+                if crate::logging::limit::UPSTREAM_CONNECT_FAILED.admit() {
+                    tracing::warn!(upstream = %self.address(), error = %e, "upstream connect failed");
+                }
                 let e = Arc::new(e);
                 *last_failure = Some((attempt, e.clone()));
                 Err(e)

@@ -1,0 +1,129 @@
+//! Rate limits for log lines a peer can cause. Each place that logs such a
+//! line has a [`Site`]; a site lets [`BURST`] lines through per second and
+//! counts the rest. The first line a site lets through after a second in
+//! which it suppressed some is preceded by one summary line (`suppressed`:
+//! how many, `site`: which), so an operator sees that a flood happened and
+//! how big it was without the flood reaching the log. Suppressed lines are
+//! also counted in `log_lines_suppressed_total{site}`.
+//!
+//! Lock-free: a site is three atomics, and deciding costs two atomic
+//! operations in the common case.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Lines a site lets through per second.
+pub const BURST: u64 = 10;
+
+/// One place in the code that logs a line a peer can cause.
+pub struct Site {
+    name: &'static str,
+    /// The second (since start) the counts below are for.
+    second: AtomicU64,
+    /// Lines asked for in that second.
+    asked: AtomicU64,
+    /// Lines suppressed and not yet summarised.
+    pending: AtomicU64,
+    /// Lines suppressed since start.
+    total: AtomicU64,
+}
+
+impl Site {
+    pub const fn new(name: &'static str) -> Site {
+        Site {
+            name,
+            second: AtomicU64::new(0),
+            asked: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Lines suppressed at this site since start.
+    pub fn suppressed(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// True when the caller may log its line now; false when it is counted
+    /// instead. May log the summary of earlier suppressed lines first.
+    pub fn admit(&self) -> bool {
+        self.admit_at(now_second())
+    }
+
+    fn admit_at(&self, now: u64) -> bool {
+        let seen = self.second.load(Ordering::Relaxed);
+        if now != seen
+            && self
+                .second
+                .compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.asked.store(0, Ordering::Relaxed);
+        }
+        if self.asked.fetch_add(1, Ordering::Relaxed) < BURST {
+            let suppressed = self.pending.swap(0, Ordering::Relaxed);
+            if suppressed > 0 {
+                tracing::warn!(
+                    site = self.name,
+                    suppressed,
+                    "similar log lines suppressed (rate limit); see log_lines_suppressed_total"
+                );
+            }
+            return true;
+        }
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+}
+
+fn now_second() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs() + 1
+}
+
+/// Every site, for the metrics.
+pub static SITES: [&Site; 9] = [
+    &HANDSHAKE_REFUSED,
+    &CONNECTION_LIMIT,
+    &CERTIFICATE_UNREADABLE,
+    &TOO_MANY_PINGS,
+    &PING_TIMEOUT,
+    &CALL_DENIED,
+    &CALL_REFUSED,
+    &MESSAGE_TOO_LARGE,
+    &UPSTREAM_CONNECT_FAILED,
+];
+
+pub static HANDSHAKE_REFUSED: Site = Site::new("handshake_refused");
+pub static CONNECTION_LIMIT: Site = Site::new("connection_limit");
+pub static CERTIFICATE_UNREADABLE: Site = Site::new("certificate_unreadable");
+pub static TOO_MANY_PINGS: Site = Site::new("too_many_pings");
+pub static PING_TIMEOUT: Site = Site::new("ping_timeout");
+/// Calls denied by policy (enforce and audit mode).
+pub static CALL_DENIED: Site = Site::new("call_denied");
+/// Calls refused for what they carry (malformed requests, paths, tokens).
+pub static CALL_REFUSED: Site = Site::new("call_refused");
+pub static MESSAGE_TOO_LARGE: Site = Site::new("message_too_large");
+pub static UPSTREAM_CONNECT_FAILED: Site = Site::new("upstream_connect_failed");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_passes_then_lines_are_counted_and_the_next_second_passes_again() {
+        let site = Site::new("test");
+        let passed = (0..100).filter(|_| site.admit_at(7)).count();
+        assert_eq!(passed as u64, BURST);
+        assert_eq!(site.suppressed(), 100 - BURST);
+        assert!(site.admit_at(8), "a new second lets lines through again");
+        assert_eq!(site.pending.load(Ordering::Relaxed), 0, "summarised");
+        assert_eq!(site.suppressed(), 100 - BURST, "the total stays");
+    }
+}
