@@ -74,6 +74,16 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use inbound::{FrameSink, Inbound, Tripped};
+
+mod hpack;
+mod huffman;
+mod inbound;
+
+/// Bytes read per read while header bytes are held (they go to the guard's
+/// buffer, not hyper's).
+const HELD_READ: usize = 8 * 1024;
+
 /// grpc-go's keepalive enforcement policy (`keepalive.EnforcementPolicy`
 /// plus its fixed strike limit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,17 +204,6 @@ impl Clock {
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> H2Guard<IO> {
-    /// Watches bytes from the client; true if they broke the policy.
-    fn inspect_inbound(&mut self, bytes: &[u8]) -> bool {
-        let mut client = ClientFrames {
-            enforcer: &mut self.enforcer,
-            clock: &self.clock,
-            tripped: false,
-        };
-        self.inbound.feed(bytes, &mut client);
-        client.tripped
-    }
-
     /// Watches bytes hyper got written.
     fn inspect_outbound(&mut self, bytes: &[u8]) {
         self.outbound
@@ -330,16 +329,50 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2Guard<IO> {
         loop {
             match this.phase {
                 Phase::Serving => {
-                    let before = buf.filled().len();
-                    ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-                    if !this.inspect_inbound(&buf.filled()[before..]) {
+                    // Judged bytes first, then held ones wait for more.
+                    if this.inbound.has_ready() {
+                        this.inbound.take_ready(buf);
                         return Poll::Ready(Ok(()));
                     }
-                    // Nothing from the decision on reaches hyper; the
-                    // GOAWAY's last-stream-id already covers any stream
-                    // these bytes opened.
-                    buf.set_filled(before);
-                    this.trip();
+                    let mut sink = ClientFrames {
+                        enforcer: &mut this.enforcer,
+                        clock: &this.clock,
+                    };
+                    let tripped = if this.inbound.holding() {
+                        let mut chunk = [0u8; HELD_READ];
+                        let mut more = ReadBuf::new(&mut chunk);
+                        ready!(Pin::new(&mut this.io).poll_read(cx, &mut more))?;
+                        if more.filled().is_empty() {
+                            this.inbound.release_held();
+                            continue;
+                        }
+                        this.inbound.push(more.filled(), &mut sink).is_err()
+                    } else {
+                        let before = buf.filled().len();
+                        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+                        let read = buf.filled().len() - before;
+                        match this.inbound.scan(&buf.filled()[before..], &mut sink) {
+                            Ok(pass) => {
+                                buf.set_filled(before + pass);
+                                // Nothing read (EOF), or something for hyper.
+                                if read == 0 || pass > 0 {
+                                    return Poll::Ready(Ok(()));
+                                }
+                                false
+                            }
+                            Err(Tripped) => {
+                                buf.set_filled(before);
+                                true
+                            }
+                        }
+                    };
+                    if tripped {
+                        // Nothing from the decision on reaches hyper; the
+                        // GOAWAY's last-stream-id already covers any stream
+                        // these bytes opened.
+                        this.inbound.discard();
+                        this.trip();
+                    }
                 }
                 Phase::Lingering(_) => return this.poll_linger(cx, buf),
                 Phase::Closed => return Poll::Ready(Ok(())),
@@ -586,48 +619,15 @@ impl Frames {
     }
 }
 
-/// The client's side: the connection preface, then frames.
-#[derive(Debug, Default)]
-struct Inbound {
-    /// Preface bytes matched so far.
-    preface: u8,
-    /// The preface did not match: not HTTP/2, hyper will refuse it; stop
-    /// looking.
-    not_http2: bool,
-    frames: Frames,
-}
-
-impl Inbound {
-    fn feed(&mut self, mut bytes: &[u8], on: &mut impl OnFrame) {
-        if self.not_http2 {
-            return;
-        }
-        let at = usize::from(self.preface);
-        if at < PREFACE.len() {
-            let take = (PREFACE.len() - at).min(bytes.len());
-            if bytes[..take] != PREFACE[at..at + take] {
-                self.not_http2 = true;
-                return;
-            }
-            self.preface += take as u8;
-            bytes = &bytes[take..];
-        }
-        self.frames.feed(bytes, on);
-    }
-}
-
+/// The enforcer, as the inbound side's frame sink.
 struct ClientFrames<'a> {
     enforcer: &'a mut Enforcer,
     clock: &'a Clock,
-    tripped: bool,
 }
 
-impl OnFrame for ClientFrames<'_> {
-    fn head(&mut self, head: FrameHead) -> bool {
-        if !self.tripped {
-            self.tripped = self.enforcer.client_frame(head, self.clock);
-        }
-        false
+impl FrameSink for ClientFrames<'_> {
+    fn frame(&mut self, head: FrameHead) -> bool {
+        self.enforcer.client_frame(head, self.clock)
     }
 }
 
@@ -1054,6 +1054,22 @@ mod tests {
         frames
     }
 
+    /// The complete frames at the start of `bytes` (a partial one at the end
+    /// is left out).
+    fn complete_frames(mut bytes: &[u8]) -> Vec<(FrameHead, Vec<u8>)> {
+        let mut frames = Vec::new();
+        while let Some(head) = bytes.get(..HEAD_LEN) {
+            let head = FrameHead::decode(head.try_into().unwrap());
+            let end = HEAD_LEN + head.len as usize;
+            let Some(payload) = bytes.get(HEAD_LEN..end) else {
+                break;
+            };
+            frames.push((head, payload.to_vec()));
+            bytes = &bytes[end..];
+        }
+        frames
+    }
+
     fn too_many_pings_payload(last_stream: u32) -> Vec<u8> {
         let mut payload = last_stream.to_be_bytes().to_vec();
         payload.extend_from_slice(&ENHANCE_YOUR_CALM.to_be_bytes());
@@ -1396,13 +1412,21 @@ mod tests {
         out
     }
 
+    impl FrameSink for Seen {
+        fn frame(&mut self, head: FrameHead) -> bool {
+            self.heads.push(head);
+            false
+        }
+    }
+
     #[test]
     fn parser_finds_the_same_frames_however_the_bytes_are_split() {
         let bytes = client_bytes();
         let mut whole = Seen::default();
         let mut inbound = Inbound::default();
-        inbound.feed(&bytes, &mut whole);
-        assert!(inbound.frames.at_boundary());
+        let passed = inbound.feed(&bytes, &mut whole).unwrap();
+        assert_eq!(passed, bytes, "valid frames pass unchanged");
+        assert!(!inbound.holding());
         let kinds: Vec<(u8, u8, u32)> = whole
             .heads
             .iter()
@@ -1426,17 +1450,17 @@ mod tests {
             ]
         );
         assert_eq!(whole.heads[10].len, 70_000);
-        // The reserved bit is the reader's to mask.
-        assert_eq!(whole.words, [0x8000_0003]);
 
         for chunk in [1, 2, 3, 5, 8, 9, 10, 17, 4096] {
             let mut seen = Seen::default();
             let mut inbound = Inbound::default();
+            let mut passed = Vec::new();
             for piece in bytes.chunks(chunk) {
-                inbound.feed(piece, &mut seen);
+                passed.extend(inbound.feed(piece, &mut seen).unwrap());
             }
             assert_eq!(seen, whole, "in chunks of {chunk}");
-            assert!(inbound.frames.at_boundary());
+            assert_eq!(passed, bytes, "in chunks of {chunk}");
+            assert!(!inbound.holding());
         }
     }
 
@@ -1450,17 +1474,13 @@ mod tests {
                 ..strict()
             });
             let mut inbound = Inbound::default();
-            let mut tripped = false;
             for piece in bytes.chunks(chunk) {
                 let mut client = ClientFrames {
                     enforcer: &mut enforcer,
                     clock: &clock,
-                    tripped: false,
                 };
-                inbound.feed(piece, &mut client);
-                tripped |= client.tripped;
+                inbound.feed(piece, &mut client).expect("no trip");
             }
-            assert!(!tripped);
             (
                 enforcer.strikes,
                 enforcer.max_client_stream,
@@ -1477,8 +1497,10 @@ mod tests {
     fn preface_mismatch_turns_the_parser_off() {
         let mut seen = Seen::default();
         let mut inbound = Inbound::default();
-        inbound.feed(b"GET / HTTP/1.1\r\n\r\n", &mut seen);
-        inbound.feed(&frame(PING, 0, 0, &[0; 8]), &mut seen);
+        inbound.feed(b"GET / HTTP/1.1\r\n\r\n", &mut seen).unwrap();
+        inbound
+            .feed(&frame(PING, 0, 0, &[0; 8]), &mut seen)
+            .unwrap();
         assert!(inbound.not_http2);
         assert!(seen.heads.is_empty());
     }
@@ -1635,5 +1657,183 @@ mod tests {
         peer.advance(Duration::from_secs(60));
         assert_eq!(peer.flood(5).await, 3);
         peer.assert_refused().await;
+    }
+
+    // ----- 7. header blocks -----
+
+    /// hyper behind the guard and a client writing raw frames: the server's
+    /// answers, frame by frame, until `until` says stop.
+    struct RawPeer {
+        io: DuplexStream,
+        server: JoinHandle<Result<(), hyper::Error>>,
+        encoder: loona_hpack::Encoder<'static>,
+        read: Vec<u8>,
+    }
+
+    impl RawPeer {
+        async fn connect() -> RawPeer {
+            let (mut io, server_io) = tokio::io::duplex(64 * 1024);
+            let (guard, _, _) = guarded(server_io, PingPolicy::default());
+            let server = serve(guard, Arc::new(Mutex::new(None)));
+            io.write_all(PREFACE).await.unwrap();
+            io.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+            RawPeer {
+                io,
+                server,
+                encoder: loona_hpack::Encoder::new(),
+                read: Vec::new(),
+            }
+        }
+
+        /// A GET of `/` on `stream` with `extra` fields after the usual
+        /// ones (END_STREAM on the HEADERS), split into frames of `split`
+        /// bytes of block.
+        async fn request(&mut self, stream: u32, extra: &[(&[u8], &[u8])], split: usize) {
+            let mut fields: Vec<(&[u8], &[u8])> = vec![
+                (b":method", b"GET"),
+                (b":scheme", b"http"),
+                (b":path", b"/"),
+                (b":authority", b"guard.test"),
+            ];
+            fields.extend_from_slice(extra);
+            let block = self.encoder.encode(fields);
+            let chunks: Vec<&[u8]> = block.chunks(split).collect();
+            let mut bytes = Vec::new();
+            for (i, chunk) in chunks.iter().enumerate() {
+                let end = if i == chunks.len() - 1 {
+                    END_HEADERS
+                } else {
+                    0
+                };
+                let (kind, flags) = if i == 0 {
+                    (HEADERS, FLAG_END_STREAM | end)
+                } else {
+                    (0x9, end)
+                };
+                bytes.extend(frame(kind, flags, stream, chunk));
+            }
+            // Byte by byte: the block is cut everywhere.
+            for byte in bytes {
+                self.io.write_all(&[byte]).await.unwrap();
+            }
+        }
+
+        /// Reads frames until one on `stream` ends it (RST_STREAM, or
+        /// END_STREAM) or the connection goes away; returns its kind and,
+        /// for RST_STREAM and GOAWAY, the error code.
+        async fn outcome(&mut self, stream: u32) -> (u8, u32) {
+            loop {
+                let frames = complete_frames(&self.read);
+                let used: usize = frames.iter().map(|(h, _)| HEAD_LEN + h.len as usize).sum();
+                for (head, payload) in &frames {
+                    let code = || u32::from_be_bytes(payload[..4].try_into().unwrap());
+                    match head.kind {
+                        RST_STREAM if head.stream == stream => return (RST_STREAM, code()),
+                        GOAWAY => {
+                            return (
+                                GOAWAY,
+                                u32::from_be_bytes(payload[4..8].try_into().unwrap()),
+                            )
+                        }
+                        DATA | HEADERS
+                            if head.stream == stream && head.flags & FLAG_END_STREAM != 0 =>
+                        {
+                            return (head.kind, 0)
+                        }
+                        _ => {}
+                    }
+                }
+                self.read.drain(..used);
+                let mut buf = [0u8; 4096];
+                let n = timeout(PROMPTLY, self.io.read(&mut buf))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(n > 0, "connection closed");
+                self.read.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+
+    const PROTOCOL_ERROR: u32 = 0x1;
+
+    #[tokio::test]
+    async fn a_field_h2_refuses_resets_only_its_stream() {
+        let mut peer = RawPeer::connect().await;
+        let mut stream = 1;
+        for (bad, split) in [
+            (&[(&b"X-Upper"[..], &b"1"[..])][..], 4096),
+            (&[(b"x-ctl", b"a\x01b")], 4096),
+            (&[(b":foo", b"bar")], 4096),
+            // In CONTINUATION frames of three bytes.
+            (&[(b"Spread-Over-Frames", b"value")], 3),
+        ] {
+            peer.request(stream, bad, split).await;
+            assert_eq!(
+                peer.outcome(stream).await,
+                (RST_STREAM, PROTOCOL_ERROR),
+                "{bad:?}"
+            );
+            // The connection serves on, and the table is in step: the next
+            // request reuses indexed fields.
+            peer.request(stream + 2, &[(b"x-ok", b"1")], split).await;
+            assert_eq!(peer.outcome(stream + 2).await.0, DATA, "after {bad:?}");
+            stream += 4;
+        }
+        // A request referring to the indexed uppercase field again.
+        peer.request(stream, &[(b"X-Upper", b"1")], 4096).await;
+        assert_eq!(peer.outcome(stream).await, (RST_STREAM, PROTOCOL_ERROR));
+        assert!(!peer.server.is_finished());
+    }
+
+    /// h2's own client Huffman-codes its literals: every valid value byte
+    /// decodes back to what was sent, and the block passes unchanged.
+    #[tokio::test]
+    async fn huffman_coded_blocks_of_a_real_client_decode_exactly() {
+        let (client_io, mut server_io) = tokio::io::duplex(1 << 20);
+        let (mut send, conn) = h2::client::handshake(client_io).await.unwrap();
+        tokio::spawn(conn);
+        let values: Vec<Vec<u8>> = vec![
+            (0x20..0x7f).collect(),
+            (0x80..=0xff).collect(),
+            b"\tabc\t".to_vec(),
+            b"application/grpc".to_vec(),
+        ];
+        for (i, value) in values.iter().enumerate() {
+            let req = Request::post("http://guard.test/x")
+                .header(
+                    format!("x-value-{i}"),
+                    http::HeaderValue::from_bytes(value).unwrap(),
+                )
+                .body(())
+                .unwrap();
+            let _ = send.send_request(req, true).unwrap();
+        }
+        let mut bytes = Vec::new();
+        let mut check = hpack::HeaderCheck::default();
+        let mut seen = Vec::new();
+        while seen.len() < values.len() {
+            let mut buf = [0u8; 8192];
+            let n = timeout(PROMPTLY, server_io.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            bytes.extend_from_slice(&buf[..n]);
+            let frames = complete_frames(bytes.get(PREFACE.len()..).unwrap_or_default());
+            seen = frames
+                .into_iter()
+                .filter(|(h, _)| h.kind == HEADERS)
+                .collect();
+        }
+        for (i, (head, block)) in seen.iter().enumerate() {
+            assert!(head.flags & END_HEADERS != 0);
+            assert_eq!(check.check(block, true), hpack::Verdict::Clean, "block {i}");
+            let literal = check
+                .literals
+                .iter()
+                .find(|(n, _)| n == format!("x-value-{i}").as_bytes())
+                .expect("decoded");
+            assert_eq!(literal.1, values[i], "value {i}");
+        }
     }
 }
