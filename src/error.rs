@@ -10,6 +10,7 @@ use crate::authz::Denied;
 use crate::grpc::frame::FrameError;
 use crate::grpc::scan::LimitError;
 use crate::temporal::wire::WireError;
+use crate::upstream::namespaces::ResolveError;
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,14 +28,27 @@ pub enum ProxyError {
     #[error("upstream ended the response without grpc-status")]
     UpstreamNoStatus,
     /// The policy does not allow this identity this call.
-    #[error("{}", denied_message(who, method, namespace.as_deref(), *known_method, reason))]
+    #[error("{}", denied_message(who, method, namespace.as_deref(), *known_method, reason, *via))]
     Denied {
         who: String,
         method: String,
         namespace: Option<String>,
         known_method: bool,
         reason: Denied,
+        /// For a namespace named inside the request: what names it, and the
+        /// request's method (`("a StartChildWorkflowExecution command",
+        /// "RespondWorkflowTaskCompleted")`).
+        via: Option<(&'static str, &'static str)>,
     },
+    /// The task token cannot be read (the frontend's own refusal).
+    #[error(transparent)]
+    Token(crate::temporal::nested::TokenError),
+    /// The task token's namespace could not be resolved.
+    #[error(transparent)]
+    TokenNamespace(crate::upstream::namespaces::ResolveError),
+    /// The task token belongs to another namespace than the request names.
+    #[error("Operation requested with a token from a different namespace. (the proxy read a token of namespace {token:?} in a request for {request:?})")]
+    TokenNamespaceMismatch { request: String, token: String },
     /// The `temporal-namespace` header names another namespace than the
     /// request itself.
     #[error(
@@ -54,6 +68,9 @@ pub enum ProxyError {
     /// A request message broke the request limits or framing.
     #[error("request: {0}")]
     Request(LimitError<std::convert::Infallible>),
+    /// The `:path` is not one the frontend would route.
+    #[error(transparent)]
+    Path(crate::grpc::path::PathError),
     /// The request's protobuf is malformed.
     #[error("{method} request is not valid protobuf: {source}")]
     Protobuf {
@@ -69,11 +86,15 @@ fn denied_message(
     namespace: Option<&str>,
     known_method: bool,
     reason: &Denied,
+    via: Option<(&str, &str)>,
 ) -> String {
-    let target = match namespace {
+    let mut target = match namespace {
         Some(ns) => format!("{method} on namespace {ns:?}"),
         None => method.to_owned(),
     };
+    if let Some((what, request)) = via {
+        target.push_str(&format!(" ({what} in {request})"));
+    }
     let why = match reason {
         Denied::NoMatchingRule => "no authorization rule matches this certificate",
         Denied::NotGranted => "no rule grants it",
@@ -95,12 +116,16 @@ impl ProxyError {
             ProxyError::UpstreamNoStatus => "upstream_no_status",
             ProxyError::Denied { reason, .. } => reason.label(),
             ProxyError::NamespaceMismatch { .. } => "namespace_header_mismatch",
+            ProxyError::Token(_) => "bad_task_token",
+            ProxyError::TokenNamespace(_) => "task_token_namespace_unresolved",
+            ProxyError::TokenNamespaceMismatch { .. } => "task_token_namespace_mismatch",
             ProxyError::Message {
                 source: FrameError::TooLarge { .. },
                 ..
             } => "message_too_large",
             ProxyError::Message { .. } => "bad_message",
             ProxyError::Protobuf { .. } => "malformed_protobuf",
+            ProxyError::Path(_) => "malformed_path",
             ProxyError::Response(LimitError::TooLarge { .. }) => "response_too_large",
             ProxyError::Response(_) => "bad_response_framing",
             ProxyError::Request(LimitError::TooLarge { .. }) => "message_too_large",
@@ -112,6 +137,13 @@ impl ProxyError {
 /// The gRPC status a client receives for `err`. Transport failures toward
 /// the upstream are UNAVAILABLE (retryable, as gRPC itself reports them),
 /// with a message that says where it failed.
+///
+/// Where the proxy refuses a request in the frontend's place (a message it
+/// cannot read, over the size limit), the status and the start of the
+/// message are grpc-go's own, word for word: SDKs decide on them (a
+/// "message too large" is recognised only by grpc-go's prefix, and then
+/// fails the workflow task instead of retrying it forever). What the proxy
+/// adds comes after, in parentheses.
 pub fn status_of(err: &ProxyError) -> Status {
     match err {
         ProxyError::Upstream(e) => Status::unavailable(e.to_string()),
@@ -122,20 +154,89 @@ pub fn status_of(err: &ProxyError) -> Status {
             "upstream ended the response without grpc-status",
         ),
         ProxyError::Denied { .. } => Status::permission_denied(err.to_string()),
-        ProxyError::NamespaceMismatch { .. } | ProxyError::Protobuf { .. } => {
-            Status::invalid_argument(err.to_string())
+        ProxyError::NamespaceMismatch { .. }
+        | ProxyError::Token(_)
+        | ProxyError::TokenNamespaceMismatch { .. } => Status::invalid_argument(err.to_string()),
+        ProxyError::TokenNamespace(ResolveError::Status { code, message }) => {
+            Status::new(Code::from_i32(*code), message.clone())
         }
-        ProxyError::Response(LimitError::TooLarge { .. })
-        | ProxyError::Request(LimitError::TooLarge { .. }) => {
-            Status::resource_exhausted(err.to_string())
+        ProxyError::TokenNamespace(e) => Status::unavailable(e.to_string()),
+        ProxyError::Path(e) => Status::unimplemented(e.to_string()),
+        ProxyError::Protobuf { method, source } => Status::internal(format!(
+            "grpc: failed to unmarshal the received message: {} (the proxy read the {method} request: {source})",
+            go_proto_error(source)
+        )),
+        ProxyError::Request(limit) => limit_status(limit, "request"),
+        ProxyError::Response(limit) => limit_status(limit, "response from upstream"),
+        ProxyError::Message { method, source } => {
+            let context = || format!("(the proxy read the {method} request)");
+            match source {
+                FrameError::TooLarge {
+                    size,
+                    limit,
+                    decompressed: false,
+                } => Status::resource_exhausted(format!(
+                    "grpc: received message larger than max ({size} vs. {limit}) {}",
+                    context()
+                )),
+                FrameError::TooLarge {
+                    limit,
+                    decompressed: true,
+                    ..
+                } => Status::resource_exhausted(format!(
+                    "grpc: received message after decompression larger than max {limit} {}",
+                    context()
+                )),
+                FrameError::BadFlag(flag) => Status::internal(format!(
+                    "grpc: received unexpected payload format {flag} {}",
+                    context()
+                )),
+                FrameError::CompressedWithoutEncoding => Status::internal(format!(
+                    "grpc: compressed flag set with identity or empty encoding {}",
+                    context()
+                )),
+                FrameError::UnsupportedEncoding(encoding) => Status::unimplemented(format!(
+                    "grpc: Decompressor is not installed for grpc-encoding {encoding:?} {}",
+                    context()
+                )),
+                FrameError::Decompress(why) => Status::internal(format!(
+                    "grpc: failed to read decompressed data: {why} {}",
+                    context()
+                )),
+                FrameError::Truncated { .. } => {
+                    Status::internal(format!("unexpected EOF {}", context()))
+                }
+                FrameError::Empty => Status::internal(format!(
+                    "cardinality violation: received no request message from non-client-streaming RPC {}",
+                    context()
+                )),
+                FrameError::Body(_) => Status::cancelled(err.to_string()),
+                FrameError::TooSlow(_) => Status::deadline_exceeded(err.to_string()),
+            }
         }
-        ProxyError::Response(_) => Status::internal(err.to_string()),
-        ProxyError::Request(_) => Status::invalid_argument(err.to_string()),
-        ProxyError::Message { source, .. } => match source {
-            FrameError::TooLarge { .. } => Status::resource_exhausted(err.to_string()),
-            FrameError::Body(_) => Status::cancelled(err.to_string()),
-            _ => Status::invalid_argument(err.to_string()),
-        },
+    }
+}
+
+/// A message or framing refused while a body streams, in grpc-go's words.
+fn limit_status(limit: &LimitError<std::convert::Infallible>, what: &str) -> Status {
+    match limit {
+        LimitError::TooLarge { size, limit } => Status::resource_exhausted(format!(
+            "grpc: received message larger than max ({size} vs. {limit}) (the proxy read the {what})"
+        )),
+        LimitError::BadFlag(flag) => Status::internal(format!(
+            "grpc: received unexpected payload format {flag} (the proxy read the {what})"
+        )),
+        LimitError::Truncated | LimitError::Inner(_) => {
+            Status::internal(format!("unexpected EOF (the proxy read the {what})"))
+        }
+    }
+}
+
+/// The Go protobuf runtime's words for what `WireError` found.
+fn go_proto_error(e: &WireError) -> &'static str {
+    match e {
+        WireError::InvalidUtf8 { .. } => "proto: string field contains invalid UTF-8",
+        _ => "proto: cannot parse invalid wire-format data",
     }
 }
 
@@ -220,6 +321,7 @@ mod tests {
             namespace: Some("billing".into()),
             known_method: true,
             reason: Denied::NotGranted,
+            via: None,
         };
         let s = status_of(&err);
         assert_eq!(s.code(), Code::PermissionDenied);
@@ -237,6 +339,7 @@ mod tests {
             namespace: None,
             known_method: false,
             reason: Denied::UnknownMethod,
+            via: None,
         };
         assert!(status_of(&err)
             .message()
@@ -244,26 +347,116 @@ mod tests {
     }
 
     #[test]
-    fn bad_requests_are_invalid_argument_and_oversize_is_resource_exhausted() {
+    fn a_header_that_disagrees_is_invalid_argument() {
         let mismatch = ProxyError::NamespaceMismatch {
             header: "a".into(),
             body: "b".into(),
         };
         assert_eq!(status_of(&mismatch).code(), Code::InvalidArgument);
-        let malformed = ProxyError::Protobuf {
-            method: "DescribeNamespace",
-            source: WireError::Truncated,
-        };
-        assert_eq!(status_of(&malformed).code(), Code::InvalidArgument);
-        let large = ProxyError::Message {
+    }
+
+    /// What the frontend (grpc-go) answers, word for word at the start:
+    /// SDKs recognise a message that is too large only by this prefix.
+    #[test]
+    fn refusals_in_the_frontends_place_carry_its_code_and_words() {
+        let message = |source| ProxyError::Message {
             method: "StartWorkflowExecution",
-            source: FrameError::TooLarge {
-                size: 5 << 20,
-                limit: 4 << 20,
-                decompressed: false,
-            },
+            source,
         };
-        assert_eq!(status_of(&large).code(), Code::ResourceExhausted);
+        let cases = [
+            (
+                message(FrameError::TooLarge {
+                    size: 5 << 20,
+                    limit: 4 << 20,
+                    decompressed: false,
+                }),
+                Code::ResourceExhausted,
+                "grpc: received message larger than max (5242880 vs. 4194304)",
+            ),
+            (
+                message(FrameError::TooLarge {
+                    size: (4 << 20) + 1,
+                    limit: 4 << 20,
+                    decompressed: true,
+                }),
+                Code::ResourceExhausted,
+                "grpc: received message after decompression larger than max 4194304",
+            ),
+            (
+                ProxyError::Request(LimitError::TooLarge {
+                    size: 5 << 20,
+                    limit: 4 << 20,
+                }),
+                Code::ResourceExhausted,
+                "grpc: received message larger than max (5242880 vs. 4194304)",
+            ),
+            (
+                ProxyError::Response(LimitError::TooLarge {
+                    size: 200 << 20,
+                    limit: 128 << 20,
+                }),
+                Code::ResourceExhausted,
+                "grpc: received message larger than max (209715200 vs. 134217728)",
+            ),
+            (
+                message(FrameError::BadFlag(2)),
+                Code::Internal,
+                "grpc: received unexpected payload format 2",
+            ),
+            (
+                message(FrameError::CompressedWithoutEncoding),
+                Code::Internal,
+                "grpc: compressed flag set with identity or empty encoding",
+            ),
+            (
+                message(FrameError::UnsupportedEncoding("snappy".into())),
+                Code::Unimplemented,
+                "grpc: Decompressor is not installed for grpc-encoding \"snappy\"",
+            ),
+            (
+                message(FrameError::Empty),
+                Code::Internal,
+                "cardinality violation: received no request message from non-client-streaming RPC",
+            ),
+            (
+                message(FrameError::Truncated {
+                    expected: 10,
+                    got: 4,
+                }),
+                Code::Internal,
+                "unexpected EOF",
+            ),
+            (
+                ProxyError::Protobuf {
+                    method: "DescribeNamespace",
+                    source: WireError::Truncated,
+                },
+                Code::Internal,
+                "grpc: failed to unmarshal the received message: proto: cannot parse invalid wire-format data",
+            ),
+            (
+                ProxyError::Token(crate::temporal::nested::TokenError::Undecodable),
+                Code::InvalidArgument,
+                "Error deserializing task token.",
+            ),
+            (
+                ProxyError::TokenNamespaceMismatch {
+                    request: "payments".into(),
+                    token: "billing".into(),
+                },
+                Code::InvalidArgument,
+                "Operation requested with a token from a different namespace.",
+            ),
+        ];
+        for (err, code, prefix) in cases {
+            let status = status_of(&err);
+            assert_eq!(status.code(), code, "{err}");
+            assert!(
+                status.message().starts_with(prefix),
+                "{:?} does not start with {prefix:?}",
+                status.message()
+            );
+        }
     }
 
     #[test]

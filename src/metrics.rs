@@ -226,7 +226,7 @@ pub enum MessageDirection {
 impl MessageDirection {
     const ALL: [MessageDirection; 2] = [MessageDirection::Request, MessageDirection::Response];
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             MessageDirection::Request => "request",
             MessageDirection::Response => "response",

@@ -356,12 +356,18 @@ async fn decisions_use_the_body_gzip_last_occurrence_and_refuse_header_mismatch(
         .unwrap();
     assert!(reply.is_ok(), "{reply:?}");
 
-    // Malformed protobuf is INVALID_ARGUMENT, and never forwarded.
+    // Malformed protobuf is refused as the frontend refuses it (INTERNAL,
+    // grpc-go's unmarshal text), and never forwarded.
     let reply = conn
         .unary(&describe, &[0x0a, 0x05, b'n'], &[])
         .await
         .unwrap();
-    assert_status(&reply, code::INVALID_ARGUMENT);
+    assert_status(&reply, code::INTERNAL);
+    assert!(reply
+        .grpc_message
+        .as_deref()
+        .unwrap_or_default()
+        .starts_with("grpc: failed to unmarshal the received message: "));
 }
 
 #[tokio::test]

@@ -137,14 +137,24 @@ impl CallEnd for OnCallEnd {
         if let Some(o) = outcome {
             self.metrics.authz_decision(o.rule.as_ref(), o.decision);
         }
-        match r.refusal.get().copied() {
-            Some("message_too_large") => {
-                self.metrics.message_size_refused(MessageDirection::Request)
+        let direction = match r.refusal.get().copied() {
+            Some("message_too_large") => Some(MessageDirection::Request),
+            Some("response_too_large") => Some(MessageDirection::Response),
+            _ => None,
+        };
+        if let Some(direction) = direction {
+            self.metrics.message_size_refused(direction);
+            // An operator without an audit sink must see these too: the
+            // call failed for a limit, not for anything the frontend did.
+            if crate::logging::limit::MESSAGE_TOO_LARGE.admit() {
+                tracing::warn!(
+                    peer = %r.peer,
+                    identity = r.identity.as_deref().map_or("", PeerIdentity::display_name),
+                    method = r.uri.path(),
+                    direction = direction.label(),
+                    "gRPC message over the size limit refused (RESOURCE_EXHAUSTED)"
+                );
             }
-            Some("response_too_large") => self
-                .metrics
-                .message_size_refused(MessageDirection::Response),
-            _ => {}
         }
         if let Some(sink) = &self.sink {
             sink.write(r.line(grpc_status, response_bytes));
