@@ -317,3 +317,24 @@ buffer = 1024
     let out = check(&config);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// The per-connection read budget and the upstream stream window are
+/// checked with the other limits.
+#[test]
+fn read_budget_and_upstream_window_are_validated() {
+    let pki = TestPki::new();
+    let config = support::proxy::config(
+        &pki,
+        "http://127.0.0.1:7233",
+        "initial_stream_window_size = \"1KiB\"\n\n[limits]\nconnection_buffer = \"2MiB\"\nfirst_message_timeout = \"soon\"\n",
+    );
+    let out = check(&config);
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert!(err.contains("upstream.initial_stream_window_size"), "{err}");
+    assert!(
+        err.contains("limits.connection_buffer: 2097152 bytes is below limits.max_request_message"),
+        "{err}"
+    );
+    assert!(err.contains("limits.first_message_timeout"), "{err}");
+}

@@ -68,6 +68,13 @@ pub struct LimitsConfig {
     pub max_response_message: u32,
     /// Client connections open at once; more are refused at accept.
     pub max_connections: usize,
+    /// Bytes of request messages the proxy holds for one client connection
+    /// while it reads them for authorization (all its streams together);
+    /// reads beyond wait until held bytes are forwarded.
+    pub connection_buffer: usize,
+    /// How long a request's first message may take to arrive in full
+    /// when the proxy reads it.
+    pub first_message_timeout: Duration,
 }
 
 /// `[http2]`: the server side's HTTP/2 settings.
@@ -153,6 +160,10 @@ pub struct UpstreamConfig {
     /// another; lowered automatically to the upstream's own
     /// SETTINGS_MAX_CONCURRENT_STREAMS.
     pub max_concurrent_streams: u32,
+    /// The proxy's receive window per upstream stream: what one response
+    /// whose client does not read can hold in the proxy (the connection
+    /// window is large, so such streams never hold up the others).
+    pub initial_stream_window_size: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -49,6 +49,7 @@ pub struct RawUpstream {
     pub server_name: Option<String>,
     pub connect_timeout: Option<String>,
     pub max_concurrent_streams: Option<u32>,
+    pub initial_stream_window_size: Option<RawSize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +117,8 @@ pub struct RawLimits {
     pub max_request_message: Option<RawSize>,
     pub max_response_message: Option<RawSize>,
     pub max_connections: Option<u64>,
+    pub connection_buffer: Option<RawSize>,
+    pub first_message_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -136,8 +136,12 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Proble
     let authz = super::authz::validate_authz(&mut p, raw.authz);
     let identity = super::authz::validate_identity(&mut p, raw.identity);
     let audit = super::authz::validate_audit(&mut p, raw.audit, base);
+    let buffer_set = raw
+        .limits
+        .as_ref()
+        .is_some_and(|l| l.connection_buffer.is_some());
     let limits = super::wire::validate_limits(&mut p, raw.limits);
-    let http2 = super::wire::validate_http2(&mut p, raw.http2, limits.max_request_message);
+    let http2 = super::wire::validate_http2(&mut p, raw.http2, &limits, buffer_set);
     let keepalive = super::wire::validate_keepalive(&mut p, raw.keepalive);
     let admin = validate_admin(&mut p, raw.admin.unwrap_or_default());
     let health_local = raw.health.and_then(|h| h.local).unwrap_or(false);
@@ -265,6 +269,13 @@ fn validate_upstream(p: &mut Problems, raw: RawUpstream, base: &Path) -> Option<
         }
         Some(n) => n,
     };
+    let initial_stream_window_size = p.size(
+        "upstream.initial_stream_window_size",
+        raw.initial_stream_window_size,
+        super::wire::DEFAULT_UPSTREAM_STREAM_WINDOW,
+        16 * 1024,
+        (1 << 31) - 1,
+    ) as u32;
     let address = p.required("upstream.address", raw.address)?;
     let parsed = parse_upstream_address(&address);
     let (scheme, host, port) = match parsed {
@@ -342,6 +353,7 @@ fn validate_upstream(p: &mut Problems, raw: RawUpstream, base: &Path) -> Option<
         tls,
         connect_timeout,
         max_concurrent_streams,
+        initial_stream_window_size,
     })
 }
 

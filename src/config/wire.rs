@@ -16,6 +16,13 @@ pub const DEFAULT_MAX_REQUEST_MESSAGE: u32 = 4 * MIB as u32;
 /// What the SDKs accept: large histories make responses over 4 MiB normal.
 pub const DEFAULT_MAX_RESPONSE_MESSAGE: u32 = 128 * MIB as u32;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Four full-size requests in flight on one connection, read at once.
+pub const DEFAULT_CONNECTION_BUFFER: u64 = 16 * MIB;
+/// A slow link still sends 4 MiB in this time; a client that never finishes
+/// its message does not hold the proxy's memory longer.
+pub const DEFAULT_FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The proxy's receive window per upstream stream.
+pub const DEFAULT_UPSTREAM_STREAM_WINDOW: u64 = 256 * KIB;
 
 /// Parses "4MiB", "64 KiB", "1GiB", "512" (bytes), "16KB" (=KiB, as gRPC
 /// documentation writes it).
@@ -35,7 +42,14 @@ pub fn parse_size(text: &str) -> Option<u64> {
 }
 
 impl Problems {
-    fn size(&mut self, key: &str, value: Option<RawSize>, default: u64, min: u64, max: u64) -> u64 {
+    pub(super) fn size(
+        &mut self,
+        key: &str,
+        value: Option<RawSize>,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> u64 {
         let Some(raw) = value else { return default };
         let parsed = match &raw {
             RawSize::Bytes(n) => Some(*n),
@@ -68,7 +82,7 @@ impl Problems {
 
 pub(super) fn validate_limits(p: &mut Problems, raw: Option<RawLimits>) -> LimitsConfig {
     let raw = raw.unwrap_or_default();
-    LimitsConfig {
+    let limits = LimitsConfig {
         max_request_message: p.size(
             "limits.max_request_message",
             raw.max_request_message,
@@ -90,14 +104,29 @@ pub(super) fn validate_limits(p: &mut Problems, raw: Option<RawLimits>) -> Limit
             1,
             1_000_000,
         ) as usize,
-    }
+        connection_buffer: p.size(
+            "limits.connection_buffer",
+            raw.connection_buffer,
+            DEFAULT_CONNECTION_BUFFER,
+            MIB,
+            64 * 1024 * MIB,
+        ) as usize,
+        first_message_timeout: p.duration(
+            "limits.first_message_timeout",
+            raw.first_message_timeout.as_deref(),
+            DEFAULT_FIRST_MESSAGE_TIMEOUT,
+        ),
+    };
+    limits
 }
 
 pub(super) fn validate_http2(
     p: &mut Problems,
     raw: Option<RawHttp2>,
-    max_request: u32,
+    limits: &LimitsConfig,
+    connection_buffer_set: bool,
 ) -> Http2Config {
+    let max_request = limits.max_request_message;
     let raw = raw.unwrap_or_default();
     let window_set = raw.initial_stream_window_size.is_some();
     let max_window = (1u64 << 31) - 1;
@@ -153,6 +182,18 @@ pub(super) fn validate_http2(
             1_000_000,
         ) as usize,
     };
+    // One whole message, and a frame either side of it, must always fit in
+    // the connection's buffer.
+    let needed = u64::from(max_request) + 2 * u64::from(http2.max_frame_size);
+    if connection_buffer_set && (limits.connection_buffer as u64) < needed {
+        p.add(
+            "limits.connection_buffer",
+            format!(
+                "{} bytes is below limits.max_request_message ({max_request}) plus two frames of http2.max_frame_size ({}): a full-size request could never be read",
+                limits.connection_buffer, http2.max_frame_size
+            ),
+        );
+    }
     if u64::from(http2.initial_stream_window_size) < u64::from(max_request) && window_set {
         p.add(
             "http2.initial_stream_window_size",

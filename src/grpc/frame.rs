@@ -9,8 +9,12 @@
 use std::fmt;
 use std::io::{self, Read};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Length of the prefix before each gRPC message: a compressed flag and a
 /// big-endian u32 length.
@@ -60,6 +64,9 @@ pub enum FrameError {
     Decompress(String),
     #[error("request body failed: {0}")]
     Body(String),
+    /// The message was not complete within the connection's limit.
+    #[error("the request message did not arrive in full within {} (limits.first_message_timeout)", humantime::format_duration(*.0))]
+    TooSlow(Duration),
 }
 
 fn fmt_too_large(
@@ -182,6 +189,52 @@ pub struct FirstMessage {
     /// whenever a message was returned; it is here for the caller's
     /// forwarding code to handle uniformly.
     pub trailers: Option<http::HeaderMap>,
+    /// The share of the connection's read budget these bytes hold; give it
+    /// back once they are forwarded.
+    pub held: Option<OwnedSemaphorePermit>,
+}
+
+/// What one client connection's first-message reads may hold at once
+/// (`limits.connection_buffer`), shared by all its streams: a read takes a
+/// frame's worth before each frame and keeps what the frame brought, so a
+/// connection can never make the proxy hold more than the budget, however
+/// many streams declare large messages and never finish them. A read that
+/// finds the budget spent waits (and stops taking the client's data, so
+/// HTTP/2 flow control holds the client back) until earlier messages are
+/// forwarded.
+#[derive(Clone, Debug)]
+pub struct ReadBudget {
+    permits: Arc<Semaphore>,
+    /// The largest frame a client may send (the server's max frame size).
+    frame: u32,
+}
+
+impl ReadBudget {
+    pub fn new(bytes: usize, max_frame: u32) -> ReadBudget {
+        ReadBudget {
+            permits: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+            frame: max_frame,
+        }
+    }
+
+    /// Bytes of the budget not held now.
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    async fn reserve(&self, n: u32) -> OwnedSemaphorePermit {
+        // The semaphore is never closed.
+        match self.permits.clone().acquire_many_owned(n).await {
+            Ok(permit) => permit,
+            Err(_) => unreachable_permit(),
+        }
+    }
+}
+
+#[cold]
+fn unreachable_permit() -> ! {
+    // `Semaphore::close` is never called on a budget.
+    std::process::abort()
 }
 
 /// Reads data frames until the prefix and `prefix.len` payload bytes are in.
@@ -193,8 +246,26 @@ where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: fmt::Display,
 {
+    read_first_message_within(body, limit, None).await
+}
+
+/// [`read_first_message`], holding the bytes read against `budget`.
+pub async fn read_first_message_within<B>(
+    body: &mut B,
+    limit: usize,
+    budget: Option<&ReadBudget>,
+) -> Result<FirstMessage, FrameError>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: fmt::Display,
+{
     let mut assembler = Assembler::new(limit);
+    let mut held: Option<OwnedSemaphorePermit> = None;
     loop {
+        let mut reserved = match budget {
+            Some(b) => Some(b.reserve(b.frame).await),
+            None => None,
+        };
         let frame = match body.frame().await {
             None => return Err(assembler.ended()),
             Some(Err(e)) => return Err(FrameError::Body(e.to_string())),
@@ -202,6 +273,19 @@ where
         };
         let frame = match frame.into_data() {
             Ok(data) => {
+                if let (Some(budget), Some(mut permit)) = (budget, reserved.take()) {
+                    let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                    if n > permit.num_permits() as u32 {
+                        // Larger than a frame: only a test body does this.
+                        permit.merge(budget.reserve(n - permit.num_permits() as u32).await);
+                    }
+                    if let Some(kept) = permit.split(n as usize) {
+                        match &mut held {
+                            Some(h) => h.merge(kept),
+                            None => held = Some(kept),
+                        }
+                    }
+                }
                 if let Some((prefix, payload)) = assembler.push(data)? {
                     return Ok(FirstMessage {
                         chunks: assembler.chunks,
@@ -209,6 +293,7 @@ where
                         payload,
                         end_of_body: body.is_end_stream(),
                         trailers: None,
+                        held,
                     });
                 }
                 continue;
@@ -816,5 +901,68 @@ mod tests {
             decompress(Some("identity"), &compressed, 1024),
             Err(FrameError::CompressedWithoutEncoding)
         );
+    }
+
+    /// A body fed by the test, one chunk per send.
+    fn fed() -> (
+        tokio::sync::mpsc::UnboundedSender<Bytes>,
+        impl http_body::Body<Data = Bytes, Error = Infallible> + Unpin,
+    ) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let body = http_body_util::StreamBody::new(futures_util::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx)
+                .map(|c| c.map(|c| Ok::<_, Infallible>(Frame::data(c))))
+        }));
+        (tx, body)
+    }
+
+    #[tokio::test]
+    async fn a_read_that_finds_the_budget_spent_waits_for_another_to_give_it_back() {
+        const FRAME: u32 = 16 * 1024;
+        let budget = ReadBudget::new(4 * FRAME as usize, FRAME);
+        // Stream A declares 1 MiB and sends five full frames of it.
+        let (a_tx, mut a_body) = fed();
+        let mut prefix = vec![0u8; 5];
+        prefix[1..5].copy_from_slice(&(1u32 << 20).to_be_bytes());
+        a_tx.send(Bytes::from(prefix)).unwrap();
+        for _ in 0..5 {
+            a_tx.send(Bytes::from(vec![7u8; FRAME as usize])).unwrap();
+        }
+        let a_budget = budget.clone();
+        let a = tokio::spawn(async move {
+            read_first_message_within(&mut a_body, 4 << 20, Some(&a_budget)).await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(budget.available() < FRAME as usize, "A holds the budget");
+        // Stream B's small message cannot be read meanwhile.
+        let (b_tx, mut b_body) = fed();
+        b_tx.send(Bytes::from(message(0, &[1; 100]))).unwrap();
+        let b_budget = budget.clone();
+        let b = tokio::spawn(async move {
+            read_first_message_within(&mut b_body, 4 << 20, Some(&b_budget)).await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!b.is_finished(), "B waits for room");
+        // A gives up (its call ends): B is read at once.
+        a.abort();
+        let first = tokio::time::timeout(Duration::from_secs(5), b)
+            .await
+            .expect("B proceeds")
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.payload.len(), 100);
+        drop(a_tx);
+    }
+
+    #[tokio::test]
+    async fn a_message_within_the_budget_is_read_and_its_share_held_until_dropped() {
+        let budget = ReadBudget::new(1 << 20, 16 * 1024);
+        let mut body = body_of(vec![Bytes::from(message(0, &[1; 100]))]);
+        let first = read_first_message_within(&mut body, 1 << 20, Some(&budget))
+            .await
+            .unwrap();
+        assert_eq!(budget.available(), (1 << 20) - 105);
+        drop(first);
+        assert_eq!(budget.available(), 1 << 20);
     }
 }

@@ -1,4 +1,5 @@
-//! gRPC on the wire: length-prefixed messages (`frame`), the request body
+//! gRPC on the wire: the call's path (`path`), length-prefixed messages
+//! (`frame`), the request body
 //! replayed after inspection (`replay`), per-message size limits on
 //! streaming bodies (`scan`), the response body that turns
 //! upstream failures into trailers (`body`), and trailers-only status
@@ -6,6 +7,7 @@
 
 mod body;
 pub mod frame;
+pub mod path;
 mod replay;
 pub mod scan;
 mod status;

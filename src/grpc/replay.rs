@@ -9,12 +9,16 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
+use tokio::sync::OwnedSemaphorePermit;
 
 pub struct Replay<B> {
     read: VecDeque<Bytes>,
     trailers: Option<HeaderMap>,
     /// `None` once the client's body ended while being read.
     rest: Option<B>,
+    /// The connection read budget the read chunks hold, given back once
+    /// the last of them is passed on.
+    held: Option<OwnedSemaphorePermit>,
 }
 
 impl<B> Replay<B> {
@@ -24,6 +28,7 @@ impl<B> Replay<B> {
             read: VecDeque::new(),
             trailers: None,
             rest: Some(body),
+            held: None,
         }
     }
 
@@ -34,11 +39,13 @@ impl<B> Replay<B> {
         body: B,
         ended: bool,
         trailers: Option<HeaderMap>,
+        held: Option<OwnedSemaphorePermit>,
     ) -> Replay<B> {
         Replay {
             read: chunks.into(),
             trailers,
             rest: if ended { None } else { Some(body) },
+            held,
         }
     }
 }
@@ -56,6 +63,9 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.get_mut();
         if let Some(chunk) = this.read.pop_front() {
+            if this.read.is_empty() {
+                this.held = None;
+            }
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         match &mut this.rest {

@@ -5,31 +5,42 @@
 //! agree with it. The original bytes are forwarded unchanged. Denied calls
 //! are answered PERMISSION_DENIED and never forwarded (in audit mode they
 //! are logged and forwarded).
+//!
+//! Besides the request's own namespace, every namespace the frontend could
+//! act on is authorized, whatever the server's options
+//! (`temporal::nested`): the namespaces named by a workflow task's
+//! commands and by ExecuteMultiOperation's operations, each as the call it
+//! stands for, and the namespace of a task token, which must be the
+//! request's (its id resolved to a name by `upstream::namespaces`).
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::audit::record::{AuthzOutcome, CallRecord};
-use crate::grpc::names;
-use arc_swap::ArcSwapOption;
-
-use crate::authz::{open_to_all, Allowed, Decision, Grants, Mode, Policy};
+use crate::authz::{open_to_all, Allowed, Decision, Denied, Grants, Mode, Policy};
 use crate::error::ProxyError;
-use crate::grpc::frame::{decompress, read_first_message, FirstMessage};
-use crate::grpc::{Replay, ResponseBody};
+use crate::grpc::frame::{
+    decompress, read_first_message_within, FirstMessage, FrameError, ReadBudget,
+};
+use crate::grpc::{names, Replay, ResponseBody};
+use crate::logging::limit;
 use crate::metrics::AuthzDecision;
 use crate::temporal::methods::{lookup, Method};
+use crate::temporal::nested::{nested_namespaces, task_token_field, token_namespace_id};
 use crate::temporal::wire::last_string_field;
 use crate::tls::identity::PeerIdentity;
+use crate::upstream::namespaces::NamespaceIds;
+use crate::upstream::Forward;
 
 /// What one connection's calls are decided with. The policy can be
 /// reloaded while the connection is open: the rules this identity matches
@@ -40,8 +51,11 @@ pub struct ConnAuthz {
     identity: Arc<PeerIdentity>,
     /// The identity as named in messages and logs (SPIFFE ID, CN or subject).
     pub who: String,
-    pub max_message: usize,
+    reads: ReadLimits,
     cached: ArcSwapOption<Cached>,
+    /// Task tokens' namespace ids, resolved through `forward`.
+    namespaces: Arc<NamespaceIds>,
+    forward: Forward,
 }
 
 /// The grants of one identity under one policy.
@@ -50,18 +64,32 @@ struct Cached {
     grants: Grants,
 }
 
+/// How a connection's first messages are read.
+pub struct ReadLimits {
+    /// Largest message (decompressed where the proxy decompresses).
+    pub max_message: usize,
+    /// What the connection's reads may hold at once.
+    pub budget: ReadBudget,
+    /// How long a first message may take to arrive in full.
+    pub timeout: Duration,
+}
+
 impl ConnAuthz {
     pub fn new(
         policy: Arc<ArcSwapOption<Policy>>,
         identity: Arc<PeerIdentity>,
-        max_message: usize,
+        reads: ReadLimits,
+        namespaces: Arc<NamespaceIds>,
+        forward: Forward,
     ) -> ConnAuthz {
         ConnAuthz {
             policy,
             who: identity.display_name().to_owned(),
             identity,
-            max_message,
+            reads,
             cached: ArcSwapOption::empty(),
+            namespaces,
+            forward,
         }
     }
 
@@ -114,6 +142,22 @@ pub struct Authz<S> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// Why a call is not simply allowed.
+enum Refused {
+    /// The policy does not allow it: refused in enforce mode, forwarded and
+    /// logged in audit mode.
+    Policy(ProxyError),
+    /// The request cannot be decided (unreadable, inconsistent): refused in
+    /// every mode.
+    Invalid(ProxyError),
+}
+
+/// What the checks found out about a call, for the audit record.
+#[derive(Default)]
+struct Findings {
+    namespace: Option<String>,
+}
+
 impl<S, B> Service<Request<B>> for Authz<S>
 where
     S: Service<Request<Replay<B>>, Response = Response<ResponseBody>, Error = ProxyError>
@@ -153,15 +197,17 @@ where
                 None => lookup(path),
             };
 
+            // The first message, for methods whose request names a namespace.
             let mut first: Option<FirstMessage> = None;
-            let mut namespace: Option<String> = None;
+            let mut payload: Option<Bytes> = None;
             if let Some(m) = method.filter(|m| m.namespace_field.is_some()) {
-                match namespace_of(m, &parts.headers, &mut body, state.max_message).await {
-                    Ok((ns, message)) => {
-                        namespace = ns;
+                match read_request(m, &parts.headers, &mut body, &state.reads).await {
+                    Ok((message, decoded)) => {
                         first = Some(message);
+                        payload = Some(decoded);
                     }
                     Err(err) => {
+                        refused(&state, path, None, &err);
                         record_outcome(
                             record.as_deref(),
                             None,
@@ -174,36 +220,19 @@ where
                 }
             }
 
-            // The client-asserted header must agree with the body.
-            if let (Some(ns), Some(header)) =
-                (&namespace, parts.headers.get(names::TEMPORAL_NAMESPACE))
-            {
-                if header.as_bytes() != ns.as_bytes() {
-                    let err = ProxyError::NamespaceMismatch {
-                        header: String::from_utf8_lossy(header.as_bytes()).into_owned(),
-                        body: ns.clone(),
-                    };
-                    record_outcome(
-                        record.as_deref(),
-                        namespace.clone(),
-                        AuthzDecision::Invalid,
-                        None,
-                        Some(err.label()),
-                    );
-                    return Err(err);
-                }
-            }
-
-            let decision: Decision = if open_to_all(path) {
-                Ok(Allowed::Authenticated)
-            } else {
-                match method {
-                    None => cached.grants.decide_unknown(path),
-                    Some(m) => cached.grants.decide(m, path, namespace.as_deref()),
-                }
-            };
-
-            match decision {
+            let mut findings = Findings::default();
+            let checked = check(
+                &state,
+                &cached.grants,
+                method,
+                path,
+                &parts.headers,
+                payload.as_deref(),
+                &mut findings,
+            )
+            .await;
+            let namespace = findings.namespace;
+            match checked {
                 Ok(allowed) => {
                     let rule = match allowed {
                         Allowed::Rule(name) => name,
@@ -217,38 +246,47 @@ where
                         None,
                     );
                 }
-                Err(denied) => {
-                    let err = ProxyError::Denied {
-                        who: state.who.clone(),
-                        method: short_name(path).to_owned(),
-                        namespace: namespace.clone(),
-                        known_method: method.is_some(),
-                        reason: denied.clone(),
-                    };
-                    if cached.grants.mode == Mode::Enforce {
-                        tracing::info!(identity = %state.who, method = path, namespace = namespace.as_deref().unwrap_or(""), reason = denied.label(), "call denied");
-                        record_outcome(
-                            record.as_deref(),
-                            namespace,
-                            AuthzDecision::Deny,
-                            None,
-                            Some(denied.label()),
-                        );
-                        return Err(err);
-                    }
-                    tracing::warn!(identity = %state.who, method = path, namespace = namespace.as_deref().unwrap_or(""), reason = denied.label(), "call would be denied; forwarded (authz mode audit)");
+                Err(Refused::Invalid(err)) => {
+                    refused(&state, path, namespace.as_deref(), &err);
                     record_outcome(
                         record.as_deref(),
                         namespace,
-                        AuthzDecision::AuditDeny,
+                        AuthzDecision::Invalid,
                         None,
-                        Some(denied.label()),
+                        Some(err.label()),
                     );
+                    return Err(err);
+                }
+                Err(Refused::Policy(err)) => {
+                    let enforce = cached.grants.mode == Mode::Enforce;
+                    if limit::CALL_DENIED.admit() {
+                        let ns = namespace.as_deref().unwrap_or("");
+                        if enforce {
+                            tracing::info!(identity = %state.who, method = path, namespace = ns, reason = err.label(), error = %err, "call denied");
+                        } else {
+                            tracing::warn!(identity = %state.who, method = path, namespace = ns, reason = err.label(), error = %err, "call would be denied; forwarded (authz mode audit)");
+                        }
+                    }
+                    let decision = if enforce {
+                        AuthzDecision::Deny
+                    } else {
+                        AuthzDecision::AuditDeny
+                    };
+                    record_outcome(
+                        record.as_deref(),
+                        namespace,
+                        decision,
+                        None,
+                        Some(err.label()),
+                    );
+                    if enforce {
+                        return Err(err);
+                    }
                 }
             }
 
             let body = match first {
-                Some(m) => Replay::after(m.chunks, body, m.end_of_body, m.trailers),
+                Some(m) => Replay::after(m.chunks, body, m.end_of_body, m.trailers, m.held),
                 None => Replay::new(body),
             };
             inner.call(Request::from_parts(parts, body)).await
@@ -256,46 +294,171 @@ where
     }
 }
 
-/// Reads the first message and the namespace field of `method` in it.
-async fn namespace_of<B>(
+/// Every check of one call, in order: the request's namespace, the header
+/// that must agree with it, the task token's namespace, the decision for
+/// the call, and the decisions for every namespace named inside it.
+async fn check(
+    state: &ConnAuthz,
+    grants: &Grants,
+    method: Option<&'static Method>,
+    path: &str,
+    headers: &HeaderMap,
+    payload: Option<&[u8]>,
+    findings: &mut Findings,
+) -> Result<Allowed, Refused> {
+    let Some(m) = method else {
+        if open_to_all(path) {
+            return Ok(Allowed::Authenticated);
+        }
+        return grants
+            .decide_unknown(path)
+            .map_err(|reason| Refused::Policy(denied(state, path, None, false, reason, None)));
+    };
+    let payload = payload.unwrap_or_default();
+    if let Some(field) = m.namespace_field {
+        let namespace = last_string_field(payload, field).map_err(|source| {
+            Refused::Invalid(ProxyError::Protobuf {
+                method: m.name,
+                source,
+            })
+        })?;
+        findings.namespace = namespace.map(str::to_owned);
+    }
+
+    // The client-asserted header must agree with the body, every copy of it.
+    if let Some(ns) = &findings.namespace {
+        for header in headers.get_all(names::TEMPORAL_NAMESPACE) {
+            if header.as_bytes() != ns.as_bytes() {
+                return Err(Refused::Invalid(ProxyError::NamespaceMismatch {
+                    header: String::from_utf8_lossy(header.as_bytes()).into_owned(),
+                    body: ns.clone(),
+                }));
+            }
+        }
+    }
+
+    // A task token's namespace is the one the frontend acts on.
+    if let Some(field) = task_token_field(m) {
+        let id = token_namespace_id(payload, field)
+            .map_err(|source| Refused::Invalid(ProxyError::Token(source)))?;
+        let token_namespace = state
+            .namespaces
+            .name_of(id, &state.forward)
+            .await
+            .map_err(|e| Refused::Policy(ProxyError::TokenNamespace(e)))?;
+        match findings.namespace.as_deref() {
+            Some(ns) if !ns.is_empty() => {
+                if ns != &*token_namespace {
+                    return Err(Refused::Policy(ProxyError::TokenNamespaceMismatch {
+                        request: ns.to_owned(),
+                        token: token_namespace.to_string(),
+                    }));
+                }
+            }
+            // No namespace in the request: the frontend takes the token's.
+            _ => findings.namespace = Some(token_namespace.to_string()),
+        }
+    }
+
+    let namespace = findings.namespace.as_deref();
+    let allowed = if open_to_all(path) {
+        Allowed::Authenticated
+    } else {
+        grants
+            .decide(m, path, namespace)
+            .map_err(|reason| Refused::Policy(denied(state, path, namespace, true, reason, None)))?
+    };
+
+    let mut nested = Vec::new();
+    nested_namespaces(m, payload, &mut nested).map_err(|source| {
+        Refused::Invalid(ProxyError::Protobuf {
+            method: m.name,
+            source,
+        })
+    })?;
+    for target in nested {
+        if Some(target.namespace) == namespace {
+            // The request's own namespace, already decided above.
+            continue;
+        }
+        let decision: Decision = match lookup(target.acts_as) {
+            Some(acts_as) => grants.decide(acts_as, target.acts_as, Some(target.namespace)),
+            None => grants.decide_unknown(target.acts_as),
+        };
+        decision.map_err(|reason| {
+            Refused::Policy(denied(
+                state,
+                target.acts_as,
+                Some(target.namespace),
+                true,
+                reason,
+                Some((target.via, m.name)),
+            ))
+        })?;
+    }
+    Ok(allowed)
+}
+
+fn denied(
+    state: &ConnAuthz,
+    path: &str,
+    namespace: Option<&str>,
+    known_method: bool,
+    reason: Denied,
+    via: Option<(&'static str, &'static str)>,
+) -> ProxyError {
+    ProxyError::Denied {
+        who: state.who.clone(),
+        method: short_name(path).to_owned(),
+        namespace: namespace.map(str::to_owned),
+        known_method,
+        reason,
+        via,
+    }
+}
+
+/// Logs a call refused for what it carries (rate-limited: a client chooses
+/// how many it sends).
+fn refused(state: &ConnAuthz, path: &str, namespace: Option<&str>, err: &ProxyError) {
+    if limit::CALL_REFUSED.admit() {
+        tracing::info!(identity = %state.who, method = path, namespace = namespace.unwrap_or(""), reason = err.label(), error = %err, "call refused");
+    }
+}
+
+/// Reads the first message and returns it with its payload, decompressed
+/// when it is compressed (the encoding is the last `grpc-encoding` value,
+/// the one grpc-go uses).
+async fn read_request<B>(
     method: &'static Method,
-    headers: &http::HeaderMap,
+    headers: &HeaderMap,
     body: &mut B,
-    limit: usize,
-) -> Result<(Option<String>, FirstMessage), ProxyError>
+    reads: &ReadLimits,
+) -> Result<(FirstMessage, Bytes), ProxyError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let field = method.namespace_field.unwrap_or(1);
-    let message = read_first_message(body, limit)
-        .await
-        .map_err(|source| ProxyError::Message {
-            method: method.name,
-            source,
-        })?;
-    let payload: Cow<'_, [u8]> = if message.prefix.compressed {
-        let encoding = headers
-            .get(names::GRPC_ENCODING)
-            .and_then(|v| v.to_str().ok());
-        Cow::Owned(
-            decompress(encoding, &message.payload, limit).map_err(|source| {
-                ProxyError::Message {
-                    method: method.name,
-                    source,
-                }
-            })?,
-        )
-    } else {
-        Cow::Borrowed(&message.payload[..])
+    let error = |source| ProxyError::Message {
+        method: method.name,
+        source,
     };
-    let namespace = last_string_field(&payload, field)
-        .map_err(|source| ProxyError::Protobuf {
-            method: method.name,
-            source,
-        })?
-        .map(str::to_owned);
-    Ok((namespace, message))
+    let limit = reads.max_message;
+    let read = read_first_message_within(body, limit, Some(&reads.budget));
+    let message = tokio::time::timeout(reads.timeout, read)
+        .await
+        .map_err(|_| error(FrameError::TooSlow(reads.timeout)))?
+        .map_err(error)?;
+    let payload = if message.prefix.compressed {
+        let encoding = headers
+            .get_all(names::GRPC_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok());
+        Bytes::from(decompress(encoding, &message.payload, limit).map_err(error)?)
+    } else {
+        message.payload.clone()
+    };
+    Ok((message, payload))
 }
 
 fn record_outcome(

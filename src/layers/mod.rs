@@ -7,4 +7,5 @@ pub mod authz;
 pub mod identity_header;
 pub mod local_health;
 pub mod message_size;
+pub mod path;
 pub mod rescue;

@@ -28,6 +28,7 @@ use crate::authz::Policy;
 use crate::config::{Config, IdentityHeaderConfig, KeepaliveConfig, LimitsConfig};
 use crate::metrics::{Metrics, RefusalReason};
 use crate::tls::identity::PeerIdentity;
+use crate::upstream::namespaces::NamespaceIds;
 
 /// What the proxy knows about a client connection, shared by its calls.
 #[derive(Debug)]
@@ -63,6 +64,10 @@ pub struct Shared {
     pub health: Arc<Health>,
     /// Answer health checks locally (`[health] local`).
     pub health_local: bool,
+    /// Task tokens' namespace ids, resolved from the frontend.
+    pub namespaces: Arc<NamespaceIds>,
+    /// The largest frame clients may send (`http2.max_frame_size`).
+    pub max_frame_size: u32,
 }
 
 /// The parts of `Shared` that are about calls rather than connections.
@@ -114,6 +119,8 @@ impl Shared {
             metrics: calls.metrics,
             health: calls.health,
             health_local: config.health_local,
+            namespaces: NamespaceIds::new(),
+            max_frame_size: h.max_frame_size,
         }
     }
 }

@@ -13,13 +13,15 @@ use tower_service::Service;
 
 use super::activity::ConnActivity;
 use super::{ConnectionInfo, Shared};
+use crate::grpc::frame::ReadBudget;
 use crate::grpc::ResponseBody;
 use crate::layers::activity::ActivityLayer;
 use crate::layers::audit::AuditLayer;
-use crate::layers::authz::{AuthzLayer, ConnAuthz};
+use crate::layers::authz::{AuthzLayer, ConnAuthz, ReadLimits};
 use crate::layers::identity_header::IdentityHeaderLayer;
 use crate::layers::local_health::LocalHealthLayer;
 use crate::layers::message_size::MessageSizeLayer;
+use crate::layers::path::PathLayer;
 use crate::layers::rescue::RescueLayer;
 use crate::upstream::Forward;
 
@@ -42,7 +44,13 @@ pub fn build(
         Arc::new(ConnAuthz::new(
             shared.policy.clone(),
             id.clone(),
-            shared.limits.max_request_message as usize,
+            ReadLimits {
+                max_message: shared.limits.max_request_message as usize,
+                budget: ReadBudget::new(shared.limits.connection_buffer, shared.max_frame_size),
+                timeout: shared.limits.first_message_timeout,
+            },
+            shared.namespaces.clone(),
+            forward.clone(),
         ))
     });
     ServiceBuilder::new()
@@ -59,6 +67,9 @@ pub fn build(
         // Any error from below (denials, bad requests, upstream failures)
         // becomes a gRPC status here, never a reset.
         .layer(RescueLayer)
+        // A path the frontend would not route is refused as it refuses it,
+        // before any layer reads the body or looks the method up.
+        .layer(PathLayer)
         // Health checks answered from the proxy's readiness, if configured
         // (`[health] local`); by default they are forwarded like any call.
         .layer(LocalHealthLayer::new(

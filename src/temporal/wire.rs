@@ -54,15 +54,55 @@ const MAX_VARINT_LEN: usize = 10;
 ///
 /// Returns `Ok(None)` when the field is absent.
 pub fn last_string_field(msg: &[u8], field: u32) -> Result<Option<&str>, WireError> {
-    let mut reader = Reader { rest: msg };
     let mut found = None;
+    walk(msg, field, |value| {
+        let text = str::from_utf8(value).map_err(|_| WireError::InvalidUtf8 { field })?;
+        found = Some(text);
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+/// The last occurrence of length-delimited field `field` (bytes, or an
+/// embedded message: protobuf merges repeated occurrences of an embedded
+/// message, but for the scalar fields read here inside it the last one
+/// wins either way, and a single occurrence is what real clients send).
+/// The message must be well-formed, as for [`last_string_field`].
+pub fn last_bytes_field(msg: &[u8], field: u32) -> Result<Option<&[u8]>, WireError> {
+    let mut found = None;
+    walk(msg, field, |value| {
+        found = Some(value);
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+/// Every occurrence of length-delimited field `field`, in order (a repeated
+/// embedded message, such as a workflow task's commands). The message must
+/// be well-formed, as for [`last_string_field`].
+pub fn each_bytes_field<'a>(
+    msg: &'a [u8],
+    field: u32,
+    each: impl FnMut(&'a [u8]) -> Result<(), WireError>,
+) -> Result<(), WireError> {
+    walk(msg, field, each)
+}
+
+/// Walks every top-level field of `msg`, handing each length-delimited
+/// occurrence of `field` to `wanted`. `field` with another wire type is
+/// refused: the Go runtime would keep such a field as an unknown field and
+/// use an earlier occurrence; refusing is simpler to reason about and no
+/// real client sends one.
+fn walk<'a>(
+    msg: &'a [u8],
+    field: u32,
+    mut wanted: impl FnMut(&'a [u8]) -> Result<(), WireError>,
+) -> Result<(), WireError> {
+    let mut reader = Reader { rest: msg };
     while !reader.rest.is_empty() {
         let (number, wire_type) = reader.tag()?;
-        let wanted = number == field;
-        if wanted && wire_type != WIRE_LEN {
-            // The Go runtime would keep a mistyped field as an unknown field
-            // and use an earlier occurrence; refusing is simpler to reason
-            // about and no real client sends one.
+        let is_wanted = number == field;
+        if is_wanted && wire_type != WIRE_LEN {
             return Err(WireError::BadWireType {
                 field: number,
                 wire_type,
@@ -78,10 +118,8 @@ pub fn last_string_field(msg: &[u8], field: u32) -> Result<Option<&str>, WireErr
             WIRE_LEN => {
                 let len = reader.varint()?;
                 let value = reader.take(len)?;
-                if wanted {
-                    let text = str::from_utf8(value)
-                        .map_err(|_| WireError::InvalidUtf8 { field: number })?;
-                    found = Some(text);
+                if is_wanted {
+                    wanted(value)?;
                 }
             }
             WIRE_FIXED32 => {
@@ -96,7 +134,7 @@ pub fn last_string_field(msg: &[u8], field: u32) -> Result<Option<&str>, WireErr
             }
         }
     }
-    Ok(found)
+    Ok(())
 }
 
 /// A cursor over the unread part of a message. Every read shortens `rest`

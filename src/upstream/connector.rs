@@ -19,6 +19,10 @@ use super::{RequestBody, UpstreamError};
 use crate::config::{KeepaliveConfig, UpstreamConfig, UpstreamScheme};
 use crate::tls::ALPN_H2;
 
+/// The receive window of a whole upstream connection: HTTP/2's maximum, so
+/// that only stream windows ever limit what the frontend sends.
+const UPSTREAM_CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+
 /// What a new connection hands back: the sender for requests, the peer's
 /// current SETTINGS_MAX_CONCURRENT_STREAMS (kept up to date by the driver),
 /// and the driver future that must be spawned.
@@ -54,10 +58,13 @@ impl Connector {
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
-            // Windows large enough that a 4 MiB request or a large history
-            // page does not wait on WINDOW_UPDATE round trips.
-            .initial_stream_window_size(8 * 1024 * 1024)
-            .initial_connection_window_size(32 * 1024 * 1024)
+            // The upstream connection is shared by every client of this
+            // worker. A stream's window bounds what one response whose
+            // client stops reading can hold in the proxy; the connection
+            // window is far above the sum of all streams' windows, so such
+            // streams never exhaust it and hold up the other clients' calls.
+            .initial_stream_window_size(config.initial_stream_window_size)
+            .initial_connection_window_size(UPSTREAM_CONNECTION_WINDOW)
             .max_frame_size(64 * 1024)
             // Detect a dead upstream link; the frontend accepts pings every
             // 10 s or slower (validated), with or without open streams.

@@ -39,7 +39,7 @@ impl Forward {
 
 impl<B> tower_service::Service<Request<B>> for Forward
 where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<super::BoxError>,
 {
     type Response = Response<ResponseBody>;
@@ -85,9 +85,17 @@ async fn send(
 /// Rewrites the client's request for the upstream: scheme of the upstream
 /// hop, path and `:authority` kept, hop-by-hop headers dropped (HTTP/2
 /// forbids them; `te: trailers` is the one allowed and gRPC needs it).
+///
+/// The upstream connection is shared by every client of this worker, so
+/// nothing a client sends may reach it in a form the frontend treats as a
+/// connection error: request trailers (a second HEADERS on a stream, which
+/// grpc-go answers with GOAWAY PROTOCOL_ERROR, failing every call on the
+/// connection) are dropped and the stream ends with an empty END_STREAM
+/// DATA frame instead; `content-length` (which gRPC does not use) is
+/// dropped, so it can never disagree with the body sent.
 fn to_upstream<B>(req: Request<B>, scheme: &Scheme) -> Request<RequestBody>
 where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<super::BoxError>,
 {
     let (mut parts, body) = req.into_parts();
@@ -103,7 +111,49 @@ where
     // Cannot fail: scheme, authority and path are all set.
     parts.uri = Uri::from_parts(uri).unwrap_or_default();
     strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let body = NoTrailers(Some(body));
     Request::from_parts(parts, body.map_err(Into::into).boxed_unsync())
+}
+
+/// A request body without its trailers: the body ends where they would
+/// have come (hyper then ends the stream with an empty DATA frame).
+struct NoTrailers<B>(Option<B>);
+
+impl<B> http_body::Body for NoTrailers<B>
+where
+    B: http_body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let Some(body) = self.0.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
+                self.0 = None;
+                Poll::Ready(None)
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    /// Never exact: hyper would turn an exact hint into a `content-length`
+    /// (the client's, if it sent one), which is dropped on purpose.
+    fn size_hint(&self) -> http_body::SizeHint {
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(self.0.as_ref().map_or(0, |b| b.size_hint().lower()));
+        hint
+    }
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -157,6 +207,33 @@ mod tests {
         assert_eq!(h.get("te").unwrap(), "trailers");
         assert_eq!(h.get("grpc-timeout").unwrap(), "70S");
         assert_eq!(h.get("temporal-namespace").unwrap(), "default");
+    }
+
+    /// What a client sends must never reach the shared upstream connection
+    /// in a form grpc-go treats as a connection error: request trailers are
+    /// dropped, and no content-length is claimed.
+    #[tokio::test]
+    async fn request_trailers_and_content_length_never_go_upstream() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-trailer", "1".parse().unwrap());
+        let frames: Vec<Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>> = vec![
+            Ok(http_body::Frame::data(bytes::Bytes::from_static(
+                b"\0\0\0\0\0",
+            ))),
+            Ok(http_body::Frame::trailers(trailers)),
+        ];
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        let req = Request::builder()
+            .uri("http://proxy.example/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo")
+            .header("content-length", "5")
+            .body(body)
+            .unwrap();
+        let out = to_upstream(req, &Scheme::HTTP);
+        assert!(out.headers().get("content-length").is_none());
+        assert_eq!(http_body::Body::size_hint(out.body()).exact(), None);
+        let collected = out.into_body().collect().await.unwrap();
+        assert!(collected.trailers().is_none());
+        assert_eq!(&collected.to_bytes()[..], b"\0\0\0\0\0");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod connector;
 mod forward;
+pub mod namespaces;
 mod pool;
 
 use std::sync::Arc;

@@ -1,0 +1,76 @@
+//! Calls whose `:path` is not a canonical gRPC path are answered
+//! UNIMPLEMENTED, as the frontend answers a method it does not know
+//! (`grpc::path`), before anything reads their body or looks their method
+//! up. Inside the rescue layer, so the refusal becomes a gRPC status.
+
+use std::future::ready;
+use std::task::{Context, Poll};
+
+use futures_util::future::Either;
+use http::Request;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::ProxyError;
+use crate::grpc::path;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PathLayer;
+
+impl<S> Layer<S> for PathLayer {
+    type Service = Path<S>;
+
+    fn layer(&self, inner: S) -> Path<S> {
+        Path { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Path<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for Path<S>
+where
+    S: Service<Request<B>, Error = ProxyError>,
+{
+    type Response = S::Response;
+    type Error = ProxyError;
+    type Future = Either<S::Future, std::future::Ready<Result<S::Response, ProxyError>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        match path::check(req.uri()) {
+            Ok(()) => Either::Left(self.inner.call(req)),
+            Err(e) => Either::Right(ready(Err(ProxyError::Path(e)))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_path_with_a_query_never_reaches_the_inner_service() {
+        let mut svc = PathLayer.layer(tower::service_fn(|_: Request<()>| async {
+            Ok::<_, ProxyError>("forwarded")
+        }));
+        let ok = Request::post("/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo")
+            .body(())
+            .unwrap();
+        assert_eq!(svc.call(ok).await.unwrap(), "forwarded");
+        let query =
+            Request::post("/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo?a=b")
+                .body(())
+                .unwrap();
+        let err = svc.call(query).await.unwrap_err();
+        assert_eq!(
+            crate::error::status_of(&err).code(),
+            tonic::Code::Unimplemented
+        );
+    }
+}
