@@ -173,6 +173,8 @@ pub async fn run(
         let (shared, config) = (shared.clone(), config.clone());
         workers.spawn_first(move |forward| health::probe_upstream(shared, forward, config))
     };
+    // Floods of peer-caused lines are summarised even after they stop.
+    let log_report = tokio::spawn(logging::limit::report());
     health.set_serving(true);
     // Certificates and policy rotate while serving (SIGHUP, file changes).
     let unready_delay = config.shutdown.unready_delay;
@@ -187,6 +189,7 @@ pub async fn run(
     };
     server::serve(listener, shared, workers, shutdown).await;
     probe.abort();
+    log_report.abort();
     if let Some(task) = reloader {
         task.abort();
     }

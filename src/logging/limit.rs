@@ -55,6 +55,15 @@ impl Site {
         self.admit_at(now_second())
     }
 
+    /// Logs the summary of lines suppressed and not yet summarised (run
+    /// periodically, so a flood that stopped is reported too).
+    pub fn flush(&self) {
+        let suppressed = self.pending.swap(0, Ordering::Relaxed);
+        if suppressed > 0 {
+            summary(self.name, suppressed);
+        }
+    }
+
     fn admit_at(&self, now: u64) -> bool {
         let seen = self.second.load(Ordering::Relaxed);
         if now != seen
@@ -66,19 +75,35 @@ impl Site {
             self.asked.store(0, Ordering::Relaxed);
         }
         if self.asked.fetch_add(1, Ordering::Relaxed) < BURST {
-            let suppressed = self.pending.swap(0, Ordering::Relaxed);
-            if suppressed > 0 {
-                tracing::warn!(
-                    site = self.name,
-                    suppressed,
-                    "similar log lines suppressed (rate limit); see log_lines_suppressed_total"
-                );
-            }
+            self.flush();
             return true;
         }
         self.pending.fetch_add(1, Ordering::Relaxed);
         self.total.fetch_add(1, Ordering::Relaxed);
         false
+    }
+}
+
+fn summary(site: &str, suppressed: u64) {
+    tracing::warn!(
+        site,
+        suppressed,
+        "similar log lines suppressed (rate limit); see log_lines_suppressed_total"
+    );
+}
+
+/// How often [`report`] summarises what every site suppressed.
+pub const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Summarises, every [`REPORT_INTERVAL`], what each site suppressed since
+/// its last summary; runs until the process ends.
+pub async fn report() {
+    let mut tick = tokio::time::interval(REPORT_INTERVAL);
+    loop {
+        tick.tick().await;
+        for site in SITES {
+            site.flush();
+        }
     }
 }
 
