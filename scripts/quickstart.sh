@@ -23,7 +23,7 @@ UPSTREAM_PORT=${QUICKSTART_UPSTREAM_PORT:-7233}
 PKI_DIR=${QUICKSTART_DIR:-dev-pki}
 
 # shellcheck source=scripts/tools.sh
-source scripts/tools.sh
+TOOLS_NODE=0 source scripts/tools.sh
 
 if [ -n "${QUICKSTART_PROXY_BIN:-}" ]; then
     PROXY=$QUICKSTART_PROXY_BIN
