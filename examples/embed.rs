@@ -23,7 +23,10 @@ async fn main() {
             std::process::exit(64);
         }
     };
-    temporal_mtls_proxy::logging::init(temporal_mtls_proxy::logging::LogFormat::Text, "info");
+    // Held until the end: dropping it writes out the queued log lines.
+    let _log =
+        temporal_mtls_proxy::logging::init(temporal_mtls_proxy::logging::LogFormat::Text, "info")
+            .expect("log level");
     let listener = temporal_mtls_proxy::bind(&config).await.expect("bind");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

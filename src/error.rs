@@ -163,7 +163,7 @@ pub fn status_of(err: &ProxyError) -> Status {
         ProxyError::TokenNamespace(e) => Status::unavailable(e.to_string()),
         ProxyError::Path(e) => Status::unimplemented(e.to_string()),
         ProxyError::Protobuf { method, source } => Status::internal(format!(
-            "grpc: failed to unmarshal the received message: {} (the proxy read the {method} request: {source})",
+            "grpc: error unmarshalling request: {} (the proxy read the {method} request: {source})",
             go_proto_error(source)
         )),
         ProxyError::Request(limit) => limit_status(limit, "request"),
@@ -199,17 +199,20 @@ pub fn status_of(err: &ProxyError) -> Status {
                     "grpc: Decompressor is not installed for grpc-encoding {encoding:?} {}",
                     context()
                 )),
+                FrameError::DecompressHeader(why) => Status::internal(format!(
+                    "grpc: failed to decompress the message: {why} {}",
+                    context()
+                )),
                 FrameError::Decompress(why) => Status::internal(format!(
                     "grpc: failed to read decompressed data: {why} {}",
                     context()
                 )),
+                // What grpc-go's unary handler reports when the request
+                // stream ends before its one message is complete.
                 FrameError::Truncated { .. } => {
-                    Status::internal(format!("unexpected EOF {}", context()))
+                    Status::unknown(format!("unexpected EOF {}", context()))
                 }
-                FrameError::Empty => Status::internal(format!(
-                    "cardinality violation: received no request message from non-client-streaming RPC {}",
-                    context()
-                )),
+                FrameError::Empty => Status::unknown(format!("EOF {}", context())),
                 FrameError::Body(_) => Status::cancelled(err.to_string()),
                 FrameError::TooSlow(_) => Status::deadline_exceeded(err.to_string()),
             }
@@ -235,7 +238,7 @@ fn limit_status(limit: &LimitError<std::convert::Infallible>, what: &str) -> Sta
 /// The Go protobuf runtime's words for what `WireError` found.
 fn go_proto_error(e: &WireError) -> &'static str {
     match e {
-        WireError::InvalidUtf8 { .. } => "proto: string field contains invalid UTF-8",
+        WireError::InvalidUtf8 { .. } => "string field contains invalid UTF-8",
         _ => "proto: cannot parse invalid wire-format data",
     }
 }
@@ -413,17 +416,13 @@ mod tests {
                 Code::Unimplemented,
                 "grpc: Decompressor is not installed for grpc-encoding \"snappy\"",
             ),
-            (
-                message(FrameError::Empty),
-                Code::Internal,
-                "cardinality violation: received no request message from non-client-streaming RPC",
-            ),
+            (message(FrameError::Empty), Code::Unknown, "EOF"),
             (
                 message(FrameError::Truncated {
                     expected: 10,
                     got: 4,
                 }),
-                Code::Internal,
+                Code::Unknown,
                 "unexpected EOF",
             ),
             (
@@ -432,7 +431,7 @@ mod tests {
                     source: WireError::Truncated,
                 },
                 Code::Internal,
-                "grpc: failed to unmarshal the received message: proto: cannot parse invalid wire-format data",
+                "grpc: error unmarshalling request: proto: cannot parse invalid wire-format data",
             ),
             (
                 ProxyError::Token(crate::temporal::nested::TokenError::Undecodable),

@@ -60,8 +60,13 @@ pub enum FrameError {
     CompressedWithoutEncoding,
     #[error("unsupported grpc-encoding {0:?} (only gzip is supported)")]
     UnsupportedEncoding(String),
+    /// The gzip stream could not be opened (its header), in the Go
+    /// runtime's words.
     #[error("cannot decompress gRPC message: {0}")]
-    Decompress(String),
+    DecompressHeader(&'static str),
+    /// The gzip stream broke while being read, in the Go runtime's words.
+    #[error("cannot decompress gRPC message: {0}")]
+    Decompress(&'static str),
     #[error("request body failed: {0}")]
     Body(String),
     /// The message was not complete within the connection's limit.
@@ -122,9 +127,15 @@ pub fn decompress(
         Some("gzip") => {}
         Some(other) => return Err(FrameError::UnsupportedEncoding(other.to_owned())),
     }
-    // Go's gzip.Reader fails on an empty stream; flate2 would return nothing.
-    if data.is_empty() {
-        return Err(FrameError::Decompress("empty gzip stream".to_owned()));
+    // Go's gzip.NewReader reads the 10-byte header first; flate2 would
+    // return nothing for an empty stream.
+    match data {
+        [] => return Err(FrameError::DecompressHeader("EOF")),
+        [0x1f, 0x8b, 0x08, ..] if data.len() >= 10 => {}
+        _ if data.len() < 10 && [0x1f, 0x8b, 0x08].starts_with(&data[..data.len().min(3)]) => {
+            return Err(FrameError::DecompressHeader("unexpected EOF"))
+        }
+        _ => return Err(FrameError::DecompressHeader("gzip: invalid header")),
     }
     let max = limit.saturating_add(1);
     let mut reader = flate2::read::MultiGzDecoder::new(data).take(to_u64(max));
@@ -151,7 +162,7 @@ pub fn decompress(
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(FrameError::Decompress(e.to_string())),
+            Err(e) => return Err(FrameError::Decompress(go_gzip_error(&e))),
         }
     }
     out.truncate(filled);
@@ -163,6 +174,20 @@ pub fn decompress(
         });
     }
     Ok(out)
+}
+
+/// What Go's gzip reader says where flate2 failed reading.
+fn go_gzip_error(e: &io::Error) -> &'static str {
+    let text = e.to_string();
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        "unexpected EOF"
+    } else if text.contains("header") {
+        "gzip: invalid header"
+    } else if text.contains("crc") || text.contains("checksum") {
+        "gzip: invalid checksum"
+    } else {
+        "flate: corrupt input"
+    }
 }
 
 /// The first message of a request, with everything read to get it.
@@ -859,18 +884,22 @@ mod tests {
             decompress(Some("gzip"), &compressed, 1024),
             Err(FrameError::Decompress(_))
         ));
-        // Cut short, not gzip at all, empty, trailing garbage.
+        // Cut short: a read error, as Go's reader reports it.
         let compressed = gzip(b"\x0a\x07default");
-        for bad in [
-            &compressed[..compressed.len() - 3],
-            b"\x0a\x07default".as_slice(),
-            b"",
+        assert_eq!(
+            decompress(Some("gzip"), &compressed[..compressed.len() - 3], 1024),
+            Err(FrameError::Decompress("unexpected EOF"))
+        );
+        // Not gzip at all, empty, a header cut short: the stream does not
+        // open (gzip.NewReader fails).
+        for (bad, why) in [
+            (b"\x0a\x07default".as_slice(), "gzip: invalid header"),
+            (b"", "EOF"),
+            (&compressed[..6], "unexpected EOF"),
         ] {
-            assert!(
-                matches!(
-                    decompress(Some("gzip"), bad, 1024),
-                    Err(FrameError::Decompress(_))
-                ),
+            assert_eq!(
+                decompress(Some("gzip"), bad, 1024),
+                Err(FrameError::DecompressHeader(why)),
                 "{bad:02x?}"
             );
         }

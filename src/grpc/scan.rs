@@ -209,6 +209,11 @@ pub struct LimitedBody<B> {
     /// To yield after `pending`, ending the body.
     stop: Option<Refusal>,
     done: bool,
+    /// A body that ends inside a message is passed on as it ended (the
+    /// request side: the frontend then answers as it does to such a body)
+    /// instead of ending in `LimitError::Truncated` (the response side: a
+    /// client must never take a cut-off response for a whole one).
+    pass_truncated: bool,
 }
 
 impl<E> LimitError<E> {
@@ -232,6 +237,32 @@ impl<B> LimitedBody<B> {
             pending: None,
             stop: None,
             done: false,
+            pass_truncated: false,
+        }
+    }
+
+    /// As [`LimitedBody::new`], but a body that ends inside a message ends
+    /// here too, with every byte it sent (nothing held back).
+    pub fn passing_truncation(inner: B, limit: u32) -> Self {
+        LimitedBody {
+            pass_truncated: true,
+            ..LimitedBody::new(inner, limit)
+        }
+    }
+
+    /// The end of `inner` (or its trailers) inside a message.
+    fn truncated<E>(&mut self) -> PollFrame<E> {
+        if !self.pass_truncated {
+            return self.finish(Some(Err(LimitError::Truncated)));
+        }
+        // Whatever was held is the client's last bytes; then the end.
+        // (Request trailers never go upstream anyway.)
+        let held = std::mem::take(&mut self.held);
+        self.done = true;
+        if held.is_empty() {
+            Poll::Ready(None)
+        } else {
+            Poll::Ready(Some(Ok(Frame::data(held))))
         }
     }
 
@@ -336,7 +367,7 @@ where
             let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) if this.scanner.at_boundary() => return this.finish(None),
-                Poll::Ready(None) => return this.finish(Some(Err(LimitError::Truncated))),
+                Poll::Ready(None) => return this.truncated(),
                 Poll::Ready(Some(Err(e))) => return this.finish(Some(Err(LimitError::Inner(e)))),
                 Poll::Ready(Some(Ok(frame))) => frame,
             };
@@ -350,7 +381,7 @@ where
                     // Trailers end the body: inside a message, that is a
                     // truncated message, and the trailers are not passed.
                     if frame.is_trailers() && !this.scanner.at_boundary() {
-                        return this.finish(Some(Err(LimitError::Truncated)));
+                        return this.truncated();
                     }
                     return Poll::Ready(Some(Ok(frame)));
                 }
@@ -1041,5 +1072,35 @@ mod tests {
                 assert!(within(d, &input) || d.len() < PREFIX_LEN, "{d:02x?}");
             }
         }
+    }
+
+    /// The request side passes a body that ends inside a message as it
+    /// came, the held prefix bytes included; the response side refuses it.
+    #[test]
+    fn a_truncated_request_body_is_passed_on_whole() {
+        let mut input = message(3);
+        input.extend_from_slice(&[0, 0]);
+        let collect = |mut body: LimitedBody<http_body_util::Full<Bytes>>| {
+            let waker = Waker::noop();
+            let mut cx = Context::from_waker(waker);
+            let mut out = Vec::new();
+            loop {
+                match Pin::new(&mut body).poll_frame(&mut cx) {
+                    Poll::Ready(Some(Ok(f))) => out.extend_from_slice(f.data_ref().unwrap()),
+                    Poll::Ready(Some(Err(e))) => return Err(e.without_inner()),
+                    Poll::Ready(None) => return Ok(out),
+                    Poll::Pending => unreachable!(),
+                }
+            }
+        };
+        let full = || http_body_util::Full::new(Bytes::from(input.clone()));
+        assert_eq!(
+            collect(LimitedBody::passing_truncation(full(), 10)),
+            Ok(input.clone())
+        );
+        assert_eq!(
+            collect(LimitedBody::new(full(), 10)),
+            Err(LimitError::Truncated)
+        );
     }
 }

@@ -5,7 +5,9 @@
 //! limit. (Where the proxy decompresses a message to read its namespace,
 //! the authorization layer applies the same limit to the decompressed size.)
 //! Innermost before the upstream, so it sees the exact bytes that would be
-//! forwarded.
+//! forwarded. A body that ends inside a message is passed on as it ended:
+//! the frontend answers such a request itself (grpc-go ignores bytes after
+//! a unary call's message), so the proxy does not answer in its place.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -91,7 +93,7 @@ where
             trip: trip.clone(),
         };
         let req = req.map(|b| Tripwire {
-            inner: Some(LimitedBody::new(b, self.limit)),
+            inner: Some(LimitedBody::passing_truncation(b, self.limit)),
             ..body
         });
         let fut = self.inner.call(req);

@@ -2,12 +2,12 @@
 //! top-level string field (the namespace) in a request message without
 //! generated code, without allocating and without panicking on any input.
 //!
-//! It reads as the Go protobuf runtime in the Temporal frontend does where
-//! that matters for authorization (the last occurrence of a field wins,
-//! lengths are checked against the buffer, varints longer than 64 bits are
-//! refused), and is stricter where being stricter only refuses requests no
-//! real client sends (groups, a wrong wire type on the field asked for,
-//! field numbers beyond protobuf's maximum).
+//! It reads as the Go protobuf runtime in the Temporal frontend does (the
+//! conformance suite checks it against the frontend): the last occurrence of
+//! a field wins, an occurrence with another wire type is an unknown field,
+//! groups are skipped whole, lengths are checked against the buffer, and
+//! varints longer than 64 bits and field numbers beyond protobuf's maximum
+//! are refused.
 
 use std::str;
 
@@ -36,6 +36,8 @@ pub const MAX_FIELD_NUMBER: u32 = (1 << 29) - 1;
 const WIRE_VARINT: u8 = 0;
 const WIRE_FIXED64: u8 = 1;
 const WIRE_LEN: u8 = 2;
+const WIRE_START_GROUP: u8 = 3;
+const WIRE_END_GROUP: u8 = 4;
 const WIRE_FIXED32: u8 = 5;
 
 /// Longest encoding of a u64 varint.
@@ -89,10 +91,10 @@ pub fn each_bytes_field<'a>(
 }
 
 /// Walks every top-level field of `msg`, handing each length-delimited
-/// occurrence of `field` to `wanted`. `field` with another wire type is
-/// refused: the Go runtime would keep such a field as an unknown field and
-/// use an earlier occurrence; refusing is simpler to reason about and no
-/// real client sends one.
+/// occurrence of `field` to `wanted`. As in the Go runtime, an occurrence of
+/// `field` with another wire type is an unknown field and skipped (the
+/// server then uses an earlier occurrence, or none), and groups are skipped
+/// whole, whatever their field number.
 fn walk<'a>(
     msg: &'a [u8],
     field: u32,
@@ -101,37 +103,9 @@ fn walk<'a>(
     let mut reader = Reader { rest: msg };
     while !reader.rest.is_empty() {
         let (number, wire_type) = reader.tag()?;
-        let is_wanted = number == field;
-        if is_wanted && wire_type != WIRE_LEN {
-            return Err(WireError::BadWireType {
-                field: number,
-                wire_type,
-            });
-        }
-        match wire_type {
-            WIRE_VARINT => {
-                reader.varint()?;
-            }
-            WIRE_FIXED64 => {
-                reader.take(8)?;
-            }
-            WIRE_LEN => {
-                let len = reader.varint()?;
-                let value = reader.take(len)?;
-                if is_wanted {
-                    wanted(value)?;
-                }
-            }
-            WIRE_FIXED32 => {
-                reader.take(4)?;
-            }
-            // 3 and 4 are the deprecated groups, 6 and 7 are undefined.
-            _ => {
-                return Err(WireError::BadWireType {
-                    field: number,
-                    wire_type,
-                })
-            }
+        match reader.value(number, wire_type, 0)? {
+            Some(value) if number == field => wanted(value)?,
+            _ => {}
         }
     }
     Ok(())
@@ -143,7 +117,58 @@ struct Reader<'a> {
     rest: &'a [u8],
 }
 
+/// Nesting of groups inside groups the reader follows (the Go runtime's
+/// limit is far higher; no real client nests groups at all).
+const MAX_GROUP_DEPTH: u32 = 64;
+
 impl<'a> Reader<'a> {
+    /// Consumes the value of a field of `wire_type`; a length-delimited
+    /// value is returned. A group (start to matching end) is skipped.
+    fn value(
+        &mut self,
+        number: u32,
+        wire_type: u8,
+        depth: u32,
+    ) -> Result<Option<&'a [u8]>, WireError> {
+        match wire_type {
+            WIRE_VARINT => {
+                self.varint()?;
+            }
+            WIRE_FIXED64 => {
+                self.take(8)?;
+            }
+            WIRE_LEN => {
+                let len = self.varint()?;
+                return self.take(len).map(Some);
+            }
+            WIRE_FIXED32 => {
+                self.take(4)?;
+            }
+            WIRE_START_GROUP if depth < MAX_GROUP_DEPTH => loop {
+                let (inner, inner_type) = self.tag()?;
+                if inner_type == WIRE_END_GROUP {
+                    if inner == number {
+                        break;
+                    }
+                    return Err(WireError::BadWireType {
+                        field: inner,
+                        wire_type: inner_type,
+                    });
+                }
+                self.value(inner, inner_type, depth + 1)?;
+            },
+            // An end without its start, groups nested too deep, and the
+            // undefined wire types 6 and 7.
+            _ => {
+                return Err(WireError::BadWireType {
+                    field: number,
+                    wire_type,
+                })
+            }
+        }
+        Ok(None)
+    }
+
     fn varint(&mut self) -> Result<u64, WireError> {
         let mut value: u64 = 0;
         for index in 0..MAX_VARINT_LEN {
@@ -263,28 +288,47 @@ mod tests {
         assert_eq!(last_string_field(&msg, 1), Ok(Some("")));
     }
 
+    /// As in the Go runtime (checked against the frontend by the
+    /// conformance suite): a wanted field with another wire type is an
+    /// unknown field, and the last well-typed occurrence counts.
     #[test]
-    fn wanted_field_with_wrong_wire_type() {
+    fn wanted_field_with_wrong_wire_type_is_an_unknown_field() {
         let mut msg = Vec::new();
         len_field(1, b"default", &mut msg);
         tag(1, WIRE_VARINT, &mut msg);
         varint(7, &mut msg);
+        assert_eq!(last_string_field(&msg, 1), Ok(Some("default")));
+        assert_eq!(last_string_field(b"\x0d\x00\x00\x00\x00", 1), Ok(None));
         assert_eq!(
-            last_string_field(&msg, 1),
-            Err(WireError::BadWireType {
-                field: 1,
-                wire_type: WIRE_VARINT
-            })
+            last_string_field(b"\x09\x00\x00\x00\x00\x00\x00\x00\x00", 1),
+            Ok(None)
         );
-        assert_eq!(
-            last_string_field(b"\x0d\x00\x00\x00\x00", 1),
-            Err(WireError::BadWireType {
-                field: 1,
-                wire_type: WIRE_FIXED32
-            })
-        );
-        // The same field is fine when another field is asked for.
         assert_eq!(last_string_field(&msg, 2), Ok(None));
+    }
+
+    #[test]
+    fn groups_are_skipped_whole_even_with_the_wanted_number() {
+        // billing, then a group 1 holding a field 1 "payments": the group is
+        // an unknown field; billing counts.
+        let mut msg = Vec::new();
+        len_field(1, b"billing", &mut msg);
+        tag(1, WIRE_START_GROUP, &mut msg);
+        len_field(1, b"payments", &mut msg);
+        tag(7, WIRE_START_GROUP, &mut msg);
+        tag(2, WIRE_VARINT, &mut msg);
+        varint(1, &mut msg);
+        tag(7, WIRE_END_GROUP, &mut msg);
+        tag(1, WIRE_END_GROUP, &mut msg);
+        assert_eq!(last_string_field(&msg, 1), Ok(Some("billing")));
+        // A group never closed, or closed with another number.
+        let mut open = Vec::new();
+        tag(3, WIRE_START_GROUP, &mut open);
+        len_field(1, b"x", &mut open);
+        assert_eq!(last_string_field(&open, 1), Err(WireError::Truncated));
+        let mut crossed = Vec::new();
+        tag(3, WIRE_START_GROUP, &mut crossed);
+        tag(4, WIRE_END_GROUP, &mut crossed);
+        assert!(last_string_field(&crossed, 1).is_err());
     }
 
     #[test]
@@ -341,8 +385,8 @@ mod tests {
     }
 
     #[test]
-    fn group_and_undefined_wire_types_are_refused() {
-        for wire_type in [3u8, 4, 6, 7] {
+    fn lone_group_ends_and_undefined_wire_types_are_refused() {
+        for wire_type in [4u8, 6, 7] {
             let mut msg = b"\x0a\x07default".to_vec();
             tag(5, wire_type, &mut msg);
             assert_eq!(

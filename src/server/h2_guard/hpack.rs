@@ -18,11 +18,11 @@
 //! see the original field again.
 //!
 //! `:path` is read as grpc-go reads it, byte for byte: `http` would drop a
-//! `#fragment` and parse `?query` away, so the proxy would look one method up
-//! and the frontend execute another. Every byte of a `:path` outside the
-//! characters of a canonical gRPC path (`/package.Service/Method`) becomes
-//! `~`, so the call is refused as the frontend refuses a method it does not
-//! know (UNIMPLEMENTED, by `layers::path`), never resolved differently.
+//! `#fragment` (the proxy would then look one method up and the frontend
+//! execute another) and refuse bytes the frontend accepts (space, non-ASCII)
+//! by resetting the stream. Those bytes become `~`, so the call reaches
+//! `layers::path` and is refused as the frontend refuses a method it does
+//! not know (UNIMPLEMENTED), never resolved differently.
 //!
 //! Blocks that are broken at the HPACK level (a bad index, bad Huffman code,
 //! an oversized integer or table size) are left alone and checking stops:
@@ -496,10 +496,12 @@ fn is_token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-/// The characters of a canonical gRPC path: `/`, and those of protobuf
-/// package, service and method names.
+/// The bytes `http` keeps in a path as they are (so the proxy sees the
+/// `:path` the frontend sees, and can refuse a non-canonical one with the
+/// frontend's words): visible ASCII except space, `"`... as `http` accepts
+/// them, but never `#`, which `http` would cut off with all that follows.
 fn is_path_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_')
+    matches!(b, 0x21..=0x7e) && !matches!(b, b'#' | b'<' | b'>' | b'`')
 }
 
 /// Lowercases letters and turns anything else that is not a token character
@@ -709,23 +711,34 @@ mod tests {
     }
 
     #[test]
-    fn path_bytes_outside_a_canonical_path_become_tildes_without_a_mark() {
+    fn path_bytes_http_would_drop_or_refuse_become_tildes_without_a_mark() {
         let mut encoder = loona_hpack::Encoder::new();
         let mut decoder = loona_hpack::Decoder::new();
         let mut check = HeaderCheck::default();
         let path = "/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo";
         for (sent, seen_as) in [
-            (format!("{path}?x=1"), format!("{path}~x~1")),
             (format!("{path}#frag"), format!("{path}~frag")),
             (format!("{path}\u{e9}"), format!("{path}~~")),
-            (path.replace('S', "%53"), path.replace('S', "~53")),
+            (format!("{path} x"), format!("{path}~x")),
+            (format!("{path}<>`"), format!("{path}~~~")),
+            // Kept: http keeps them, and the proxy answers with them.
+            (format!("{path}?x=1"), format!("{path}?x=1")),
+            (path.replace('S', "%53"), path.replace('S', "%53")),
         ] {
             let mut fields = GRPC.to_vec();
             fields[2].1 = sent.as_bytes();
-            let (out, marked) = passed(&mut check, &encode(&mut encoder, &fields), true);
+            let block = encode(&mut encoder, &fields);
+            let (out, marked) = passed(&mut check, &block, true);
             assert!(!marked, "{sent}");
             let seen = decode(&mut decoder, &out);
-            assert_eq!(seen[2], (b":path".to_vec(), seen_as.into_bytes()), "{sent}");
+            assert_eq!(
+                seen[2],
+                (b":path".to_vec(), seen_as.clone().into_bytes()),
+                "{sent}"
+            );
+            // And http takes the result as it is.
+            let parsed = http::uri::PathAndQuery::try_from(seen_as.as_str()).unwrap();
+            assert_eq!(parsed.as_str(), seen_as);
         }
     }
 

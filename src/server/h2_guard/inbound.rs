@@ -90,7 +90,7 @@ impl Inbound {
     /// from there into `ready`).
     pub(super) fn scan(
         &mut self,
-        bytes: &[u8],
+        bytes: &mut [u8],
         sink: &mut impl FrameSink,
     ) -> Result<usize, Tripped> {
         debug_assert!(!self.holding() && !self.has_ready());
@@ -99,7 +99,7 @@ impl Inbound {
             return Ok(bytes.len());
         }
         loop {
-            let rest = &bytes[pos..];
+            let rest = &mut bytes[pos..];
             if rest.is_empty() {
                 return Ok(pos);
             }
@@ -113,6 +113,19 @@ impl Inbound {
                 self.take_over(rest, sink)?;
                 return Ok(pos);
             };
+            if is_stream_window_update(head) {
+                let end = HEAD_LEN + head.len as usize;
+                if end > rest.len() {
+                    self.take_over(rest, sink)?;
+                    return Ok(pos);
+                }
+                if sink.frame(head) {
+                    return Err(Tripped);
+                }
+                ignore_if_zero_increment(&mut rest[..end]);
+                pos += end;
+                continue;
+            }
             if self.checking && is_header_frame(head.kind) {
                 let end = HEAD_LEN + head.len as usize;
                 let whole =
@@ -231,6 +244,20 @@ impl Inbound {
             let Some(head) = head_of(rest) else {
                 break Ok(());
             };
+            if is_stream_window_update(head) {
+                let end = HEAD_LEN + head.len as usize;
+                if end > rest.len() {
+                    break Ok(());
+                }
+                if sink.frame(head) {
+                    break Err(Tripped);
+                }
+                let start = self.ready.len();
+                self.ready.extend_from_slice(&rest[..end]);
+                ignore_if_zero_increment(&mut self.ready[start..]);
+                pos += end;
+                continue;
+            }
             if self.checking && is_header_frame(head.kind) {
                 match block_extent(rest) {
                     Extent::Incomplete if rest.len() <= MAX_HELD => break Ok(()),
@@ -310,6 +337,30 @@ impl Inbound {
 
 fn is_header_frame(kind: u8) -> bool {
     kind == HEADERS || kind == CONTINUATION
+}
+
+const WINDOW_UPDATE: u8 = 0x8;
+/// A frame type HTTP/2 does not define, which receivers ignore (RFC 9113
+/// §4.1); what a frame becomes to be passed over.
+const IGNORED: u8 = 0xfa;
+
+/// A WINDOW_UPDATE on a stream (what HTTP/2 makes a stream error when its
+/// increment is 0), with the payload it must have.
+fn is_stream_window_update(head: FrameHead) -> bool {
+    head.kind == WINDOW_UPDATE && head.stream != 0 && head.len == 4
+}
+
+/// A stream's WINDOW_UPDATE with increment 0 is a stream error (RFC 9113
+/// §6.9), which grpc-go answers by resetting that stream and h2 by closing
+/// the whole connection. It changes no window, so it is passed to h2 as a
+/// frame of an undefined type, which h2 ignores: the call goes on.
+fn ignore_if_zero_increment(frame: &mut [u8]) {
+    let increment = frame
+        .get(HEAD_LEN..HEAD_LEN + 4)
+        .map(|w| u32::from_be_bytes([w[0] & 0x7f, w[1], w[2], w[3]]));
+    if increment == Some(0) {
+        frame[3] = IGNORED;
+    }
 }
 
 fn head_of(bytes: &[u8]) -> Option<FrameHead> {
@@ -426,7 +477,8 @@ impl Inbound {
         if self.holding() {
             self.push(bytes, sink)?;
         } else {
-            let pass = self.scan(bytes, sink)?;
+            let mut bytes = bytes.to_vec();
+            let pass = self.scan(&mut bytes, sink)?;
             out.extend_from_slice(&bytes[..pass]);
         }
         while self.has_ready() {

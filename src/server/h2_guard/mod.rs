@@ -351,7 +351,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2Guard<IO> {
                         let before = buf.filled().len();
                         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
                         let read = buf.filled().len() - before;
-                        match this.inbound.scan(&buf.filled()[before..], &mut sink) {
+                        match this
+                            .inbound
+                            .scan(&mut buf.filled_mut()[before..], &mut sink)
+                        {
                             Ok(pass) => {
                                 buf.set_filled(before + pass);
                                 // Nothing read (EOF), or something for hyper.
@@ -1835,5 +1838,21 @@ mod tests {
                 .expect("decoded");
             assert_eq!(literal.1, values[i], "value {i}");
         }
+    }
+
+    /// A stream WINDOW_UPDATE of 0 is a stream error; h2 would close the
+    /// connection for it. It changes nothing, so it is passed over.
+    #[tokio::test]
+    async fn a_zero_window_update_on_a_stream_does_not_close_the_connection() {
+        let mut peer = RawPeer::connect().await;
+        peer.request(1, &[], 4096).await;
+        // Split across two writes: the frame is held until complete.
+        let update = frame(WINDOW_UPDATE, 0, 1, &[0, 0, 0, 0]);
+        peer.io.write_all(&update[..5]).await.unwrap();
+        peer.io.write_all(&update[5..]).await.unwrap();
+        assert_eq!(peer.outcome(1).await.0, DATA);
+        peer.request(3, &[], 4096).await;
+        assert_eq!(peer.outcome(3).await.0, DATA);
+        assert!(!peer.server.is_finished());
     }
 }
