@@ -367,7 +367,7 @@ async fn decisions_use_the_body_gzip_last_occurrence_and_refuse_header_mismatch(
         .grpc_message
         .as_deref()
         .unwrap_or_default()
-        .starts_with("grpc: failed to unmarshal the received message: "));
+        .starts_with("grpc: error unmarshalling request: "));
 }
 
 #[tokio::test]
