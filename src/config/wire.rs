@@ -22,7 +22,9 @@ pub const DEFAULT_CONNECTION_BUFFER: u64 = 16 * MIB;
 /// its message does not hold the proxy's memory longer.
 pub const DEFAULT_FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The proxy's receive window per upstream stream.
-pub const DEFAULT_UPSTREAM_STREAM_WINDOW: u64 = 256 * KIB;
+/// grpc-go's own default window; measured on loopback, 1 MiB responses
+/// take no longer through it than through 8 MiB windows.
+pub const DEFAULT_UPSTREAM_STREAM_WINDOW: u64 = 64 * KIB;
 
 /// Parses "4MiB", "64 KiB", "1GiB", "512" (bytes), "16KB" (=KiB, as gRPC
 /// documentation writes it).
