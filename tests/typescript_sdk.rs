@@ -298,7 +298,9 @@ async fn worker_idle_for_75s_picks_up_new_work_at_once() {
     let v = result(&out, "idle TypeScript worker through the proxy");
     let ctx = format!("stderr:\n{}\njson: {v:#}", out.stderr);
     assert_eq!(v["before"]["result"], "Hello, before!", "{ctx}");
-    assert!(v["idleS"].as_f64().unwrap_or(0.0) >= 75.0, "{ctx}");
+    // Measured by the script around a 75 s timer, which may fire a
+    // millisecond early by its clock.
+    assert!(v["idleS"].as_f64().unwrap_or(0.0) >= 74.9, "{ctx}");
     assert_eq!(v["after"]["result"], "Hello, after!", "{ctx}");
     let after = v["after"]["elapsedS"].as_f64().unwrap_or(f64::MAX);
     assert!(
