@@ -15,9 +15,7 @@
 //! Anything else is 404; other methods on these paths are 405 (`HEAD` is
 //! answered like `GET`, without the body).
 //!
-//! [`Health`] is what the endpoints report. The rest of the proxy sets it:
-//! the server when it starts and stops serving and when it drains, the
-//! reloader when certificates change, the upstream checker after each check.
+//! What the endpoints report is [`Health`] (`crate::health`).
 //!
 //! The listener is built to be harmless when exposed (in Kubernetes it must
 //! be reachable by the kubelet and by Prometheus, so it often binds the pod
@@ -29,9 +27,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, VARY};
@@ -44,6 +41,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
+use crate::health::Health;
 use crate::metrics::{Format, Metrics};
 
 /// Where the admin listener binds unless configured otherwise.
@@ -69,215 +67,6 @@ pub const MAX_BUFFER: usize = 16 * 1024;
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
-
-/// What the admin endpoints report; shared with the rest of the proxy.
-///
-/// The flags are atomics, cheap enough to read on a call path (answering
-/// `grpc.health.v1.Health/Check` from readiness reads [`Health::ready`]).
-/// The text of the last problem sits behind a mutex, taken only by whoever
-/// sets a problem and by `/readyz`.
-#[derive(Debug)]
-pub struct Health {
-    serving: AtomicBool,
-    draining: AtomicBool,
-    certs_valid: AtomicBool,
-    upstream_ok: AtomicBool,
-    certs_problem: Mutex<String>,
-    upstream_problem: Mutex<String>,
-    /// The certificates in force (server leaf, then CAs), with their
-    /// not-after: replaced on every load and reload, re-checked against the
-    /// clock by the readiness probe, so readiness follows what is served.
-    live_certs: Mutex<LiveCertificates>,
-}
-
-#[derive(Debug, Default)]
-struct LiveCertificates {
-    server: Vec<(String, SystemTime)>,
-    cas: Vec<(String, SystemTime)>,
-}
-
-impl Health {
-    /// Not serving, not draining, certificates not loaded, upstream not
-    /// checked: not ready until the proxy says otherwise.
-    pub fn new() -> Arc<Health> {
-        Arc::new(Health {
-            serving: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
-            certs_valid: AtomicBool::new(false),
-            upstream_ok: AtomicBool::new(false),
-            certs_problem: Mutex::new("not loaded yet".to_owned()),
-            upstream_problem: Mutex::new("not checked yet".to_owned()),
-            live_certs: Mutex::new(LiveCertificates::default()),
-        })
-    }
-
-    /// Whether the process is serving: set when the listener accepts, and
-    /// kept through the drain, until the process is about to exit.
-    pub fn set_serving(&self, serving: bool) {
-        self.serving.store(serving, Ordering::Release);
-    }
-
-    /// See [`Health::set_serving`].
-    pub fn serving(&self) -> bool {
-        self.serving.load(Ordering::Acquire)
-    }
-
-    /// Set first on SIGTERM, so load balancers stop sending new work before
-    /// the listener closes.
-    pub fn set_draining(&self, draining: bool) {
-        self.draining.store(draining, Ordering::Release);
-    }
-
-    /// See [`Health::set_draining`].
-    pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-
-    /// The server certificate and CA bundle in use are loaded and within
-    /// their validity.
-    pub fn set_certificates_valid(&self) {
-        self.certs_valid.store(true, Ordering::Release);
-    }
-
-    /// The certificates in use are not usable (expired, for instance);
-    /// `reason` appears in `/readyz`.
-    pub fn set_certificates_invalid(&self, reason: impl Into<String>) {
-        set_problem(&self.certs_problem, &self.certs_valid, reason.into());
-    }
-
-    /// Takes the certificates now in force (the server leaf and the CAs,
-    /// each with its subject and not-after) and judges them against the
-    /// clock; [`Health::recheck_certificates`] judges them again later.
-    pub fn set_live_certificates(
-        &self,
-        server: Vec<(String, SystemTime)>,
-        cas: Vec<(String, SystemTime)>,
-    ) {
-        *self
-            .live_certs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = LiveCertificates { server, cas };
-        self.recheck_certificates(SystemTime::now());
-    }
-
-    /// Judges the certificates in force against `now`: a certificate can
-    /// expire while the process runs, and a rotated one replaces it.
-    pub fn recheck_certificates(&self, now: SystemTime) {
-        let live = self
-            .live_certs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let expired = live
-            .server
-            .iter()
-            .chain(live.cas.iter())
-            .find(|(_, at)| *at <= now);
-        match expired {
-            Some((subject, _)) => {
-                let reason = format!("certificate {subject} has expired");
-                drop(live);
-                self.set_certificates_invalid(reason);
-            }
-            None if live.server.is_empty() => {
-                drop(live);
-                self.set_certificates_invalid("no server certificate loaded");
-            }
-            None => self.set_certificates_valid(),
-        }
-    }
-
-    /// See [`Health::set_certificates_valid`].
-    pub fn certificates_valid(&self) -> bool {
-        self.certs_valid.load(Ordering::Acquire)
-    }
-
-    /// The last upstream check succeeded.
-    pub fn set_upstream_ok(&self) {
-        self.upstream_ok.store(true, Ordering::Release);
-    }
-
-    /// The last upstream check failed; `error` appears in `/readyz`.
-    pub fn set_upstream_failed(&self, error: impl Into<String>) {
-        set_problem(&self.upstream_problem, &self.upstream_ok, error.into());
-    }
-
-    /// See [`Health::set_upstream_ok`].
-    pub fn upstream_ok(&self) -> bool {
-        self.upstream_ok.load(Ordering::Acquire)
-    }
-
-    /// Why the upstream is not ok, while it is not.
-    pub fn upstream_error(&self) -> Option<String> {
-        problem(&self.upstream_problem, &self.upstream_ok)
-    }
-
-    /// Why the certificates are not valid, while they are not.
-    pub fn certificates_problem(&self) -> Option<String> {
-        problem(&self.certs_problem, &self.certs_valid)
-    }
-
-    /// Serving, not draining, certificates valid and upstream reachable.
-    pub fn ready(&self) -> bool {
-        self.serving() && !self.draining() && self.certificates_valid() && self.upstream_ok()
-    }
-
-    /// One line per check, `ok <check>` or `fail <check>: <why>`, each ending
-    /// in a newline: what `/readyz` answers.
-    pub fn readiness_report(&self) -> String {
-        let mut report = String::with_capacity(128);
-        let mut line = |ok: bool, check: &str, why: Option<String>| {
-            report.push_str(if ok { "ok " } else { "fail " });
-            report.push_str(check);
-            if let (false, Some(why)) = (ok, why) {
-                report.push_str(": ");
-                report.push_str(&why);
-            }
-            report.push('\n');
-        };
-        line(
-            self.serving(),
-            "serving",
-            Some("the proxy is not accepting connections".to_owned()),
-        );
-        line(
-            self.certificates_valid(),
-            "certificates",
-            self.certificates_problem(),
-        );
-        line(self.upstream_ok(), "upstream", self.upstream_error());
-        if self.draining() {
-            line(
-                false,
-                "draining",
-                Some("shutting down, finishing calls in flight".to_owned()),
-            );
-        } else {
-            line(true, "not draining", None);
-        }
-        report
-    }
-}
-
-/// Records why a check fails, then fails it, so a reader that sees the flag
-/// down finds the reason already there. Newlines are flattened: the report
-/// is one line per check.
-fn set_problem(text: &Mutex<String>, flag: &AtomicBool, why: String) {
-    let why = if why.contains(['\n', '\r']) {
-        why.replace(['\n', '\r'], " ")
-    } else {
-        why
-    };
-    let mut current = text.lock().unwrap_or_else(PoisonError::into_inner);
-    *current = why;
-    flag.store(false, Ordering::Release);
-}
-
-fn problem(text: &Mutex<String>, flag: &AtomicBool) -> Option<String> {
-    if flag.load(Ordering::Acquire) {
-        return None;
-    }
-    Some(text.lock().unwrap_or_else(PoisonError::into_inner).clone())
-}
 
 /// Serves the admin endpoints on `listener` until `shutdown` resolves, then
 /// closes the listener and any admin connection still open.

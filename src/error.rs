@@ -11,7 +11,7 @@ use crate::grpc::frame::FrameError;
 use crate::grpc::scan::LimitError;
 use crate::temporal::wire::WireError;
 use crate::upstream::namespaces::ResolveError;
-use crate::upstream::UpstreamError;
+use crate::upstream::{CallError, UpstreamError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -106,30 +106,93 @@ fn denied_message(
     format!("permission denied: {who} may not call {target}: {why}")
 }
 
-impl ProxyError {
+/// What kind of error ended a call: what metrics and the audit line record
+/// (never an error's text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    UpstreamUnavailable,
+    UpstreamCallFailed,
+    UpstreamResponseFailed,
+    UpstreamNoStatus,
+    Denied(Denied),
+    NamespaceHeaderMismatch,
+    BadTaskToken,
+    TaskTokenNamespaceUnresolved,
+    TaskTokenNamespaceMismatch,
+    /// A request message over the size limit.
+    MessageTooLarge,
+    /// A request message not complete within its time.
+    MessageTooSlow,
+    /// Request framing the proxy cannot read (or its body failed).
+    BadMessage,
+    MalformedProtobuf,
+    MalformedPath,
+    /// A response message over the size limit.
+    ResponseTooLarge,
+    BadResponseFraming,
+}
+
+impl ErrorKind {
     /// A short stable label (audit lines, metrics).
-    pub fn label(&self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
-            ProxyError::Upstream(_) => "upstream_unavailable",
-            ProxyError::UpstreamCall(_) => "upstream_call_failed",
-            ProxyError::UpstreamBody(_) => "upstream_response_failed",
-            ProxyError::UpstreamNoStatus => "upstream_no_status",
-            ProxyError::Denied { reason, .. } => reason.label(),
-            ProxyError::NamespaceMismatch { .. } => "namespace_header_mismatch",
-            ProxyError::Token(_) => "bad_task_token",
-            ProxyError::TokenNamespace(_) => "task_token_namespace_unresolved",
-            ProxyError::TokenNamespaceMismatch { .. } => "task_token_namespace_mismatch",
+            ErrorKind::UpstreamUnavailable => "upstream_unavailable",
+            ErrorKind::UpstreamCallFailed => "upstream_call_failed",
+            ErrorKind::UpstreamResponseFailed => "upstream_response_failed",
+            ErrorKind::UpstreamNoStatus => "upstream_no_status",
+            ErrorKind::Denied(reason) => reason.label(),
+            ErrorKind::NamespaceHeaderMismatch => "namespace_header_mismatch",
+            ErrorKind::BadTaskToken => "bad_task_token",
+            ErrorKind::TaskTokenNamespaceUnresolved => "task_token_namespace_unresolved",
+            ErrorKind::TaskTokenNamespaceMismatch => "task_token_namespace_mismatch",
+            ErrorKind::MessageTooLarge => "message_too_large",
+            ErrorKind::MessageTooSlow => "message_too_slow",
+            ErrorKind::BadMessage => "bad_message",
+            ErrorKind::MalformedProtobuf => "malformed_protobuf",
+            ErrorKind::MalformedPath => "malformed_path",
+            ErrorKind::ResponseTooLarge => "response_too_large",
+            ErrorKind::BadResponseFraming => "bad_response_framing",
+        }
+    }
+}
+
+impl ProxyError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ProxyError::Upstream(_) => ErrorKind::UpstreamUnavailable,
+            ProxyError::UpstreamCall(_) => ErrorKind::UpstreamCallFailed,
+            ProxyError::UpstreamBody(_) => ErrorKind::UpstreamResponseFailed,
+            ProxyError::UpstreamNoStatus => ErrorKind::UpstreamNoStatus,
+            ProxyError::Denied { reason, .. } => ErrorKind::Denied(*reason),
+            ProxyError::NamespaceMismatch { .. } => ErrorKind::NamespaceHeaderMismatch,
+            ProxyError::Token(_) => ErrorKind::BadTaskToken,
+            ProxyError::TokenNamespace(_) => ErrorKind::TaskTokenNamespaceUnresolved,
+            ProxyError::TokenNamespaceMismatch { .. } => ErrorKind::TaskTokenNamespaceMismatch,
             ProxyError::Message {
                 source: FrameError::TooLarge { .. },
                 ..
-            } => "message_too_large",
-            ProxyError::Message { .. } => "bad_message",
-            ProxyError::Protobuf { .. } => "malformed_protobuf",
-            ProxyError::Path(_) => "malformed_path",
-            ProxyError::Response(LimitError::TooLarge { .. }) => "response_too_large",
-            ProxyError::Response(_) => "bad_response_framing",
-            ProxyError::Request(LimitError::TooLarge { .. }) => "message_too_large",
-            ProxyError::Request(_) => "bad_message",
+            }
+            | ProxyError::Request(LimitError::TooLarge { .. }) => ErrorKind::MessageTooLarge,
+            ProxyError::Message {
+                source: FrameError::TooSlow(_),
+                ..
+            } => ErrorKind::MessageTooSlow,
+            ProxyError::Message { .. } | ProxyError::Request(_) => ErrorKind::BadMessage,
+            ProxyError::Protobuf { .. } => ErrorKind::MalformedProtobuf,
+            ProxyError::Path(_) => ErrorKind::MalformedPath,
+            ProxyError::Response(LimitError::TooLarge { .. }) => ErrorKind::ResponseTooLarge,
+            ProxyError::Response(_) => ErrorKind::BadResponseFraming,
+        }
+    }
+}
+
+/// The upstream's own errors, converted at the one boundary where the stack
+/// meets the upstream (`layers::upstream`).
+impl From<CallError> for ProxyError {
+    fn from(e: CallError) -> ProxyError {
+        match e {
+            CallError::Unavailable(e) => ProxyError::Upstream(e),
+            CallError::Failed(e) => ProxyError::UpstreamCall(e),
         }
     }
 }

@@ -24,6 +24,7 @@
 pub mod admin;
 pub mod audit;
 pub mod authz;
+pub mod call;
 pub mod config;
 pub mod dev;
 pub mod error;
@@ -88,9 +89,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let server_tls = tls::server::server_config(&config.tls.material)?;
+    let loaded = reload::Loaded::from_config(&config)?;
     let metrics = metrics::Metrics::new(config.admin.max_namespace_labels);
-    let health = admin::Health::new();
+    let health = health::Health::new();
     let audit = match &config.audit {
         Some(a) => Some(audit::sink::AuditSink::spawn(a.target.clone(), a.buffer)?),
         None => None,
@@ -109,7 +110,9 @@ pub async fn run(
             "no [authz] section: every client with a valid certificate may call every method on every namespace"
         ),
     }
-    health::certificates(&config, &metrics, &health);
+    // What reloads replace: TLS, policy, and the certificates readiness
+    // judges, put in force together.
+    let reloadable = reload::Reloadable::start(&config, loaded, health.clone(), metrics.clone());
     let admin_listener = match config.admin.address {
         Some(address) => Some(
             TcpListener::bind(address)
@@ -118,30 +121,26 @@ pub async fn run(
         ),
         None => None,
     };
-    let shared = Arc::new(server::Shared::new(
-        &config,
-        server_tls,
-        server::CallPolicy {
-            policy: config.authz.clone().map(Arc::new),
-            identity: config.identity.clone(),
-            audit,
-            metrics: metrics.clone(),
-            health: health.clone(),
-        },
-    ));
+    let stack = server::stack::StackConfig {
+        live: reloadable.live.clone(),
+        strip_headers: Arc::from(config.identity.strip.clone()),
+        identity_header: config.identity.header.clone(),
+        audit,
+        metrics: metrics.clone(),
+        local_health: config.health_local.then(|| health.clone()),
+        limits: config.limits.clone(),
+        namespaces: upstream::namespaces::NamespaceIds::new(),
+        max_frame_size: config.http2.max_frame_size,
+    };
+    let server = Arc::new(server::Server::new(&config, stack));
     // Connections are served on worker threads, each with its own pool.
     let count = config
         .worker_threads
         .unwrap_or_else(server::workers::default_count);
     let forwards = (0..count)
         .map(|_| {
-            upstream::pool(&config.upstream, &config.keepalive, metrics.clone()).map(|pool| {
-                upstream::Forward::new(
-                    pool,
-                    config.upstream.tls.is_some(),
-                    config.limits.max_response_message,
-                )
-            })
+            upstream::pool(&config.upstream, &config.keepalive, metrics.clone())
+                .map(|pool| upstream::Forward::new(pool, config.upstream.tls.is_some()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let workers = server::workers::Workers::start(forwards).map_err(RunError::Workers)?;
@@ -170,15 +169,20 @@ pub async fn run(
     // Readiness checks the upstream through the first worker's pool, on
     // that worker, as calls go.
     let probe = {
-        let (shared, config) = (shared.clone(), config.clone());
-        workers.spawn_first(move |forward| health::probe_upstream(shared, forward, config))
+        let health = health.clone();
+        let (interval, timeout) = (
+            config.admin.upstream_check_interval,
+            config.admin.upstream_check_timeout,
+        );
+        workers
+            .spawn_first(move |forward| health::probe_upstream(health, forward, interval, timeout))
     };
     // Floods of peer-caused lines are summarised even after they stop.
     let log_report = tokio::spawn(logging::limit::report());
     health.set_serving(true);
     // Certificates and policy rotate while serving (SIGHUP, file changes).
     let unready_delay = config.shutdown.unready_delay;
-    let reloader = reload::Reloader::new(config, shared.clone()).map(|r| tokio::spawn(r.run()));
+    let reloader = reload::Reloader::new(config, reloadable).map(|r| tokio::spawn(r.run()));
     let draining = health.clone();
     let shutdown = async move {
         shutdown.await;
@@ -187,7 +191,7 @@ pub async fn run(
         draining.set_draining(true);
         tokio::time::sleep(unready_delay).await;
     };
-    server::serve(listener, shared, workers, shutdown).await;
+    server::serve(listener, server, workers, shutdown).await;
     probe.abort();
     log_report.abort();
     if let Some(task) = reloader {

@@ -1,25 +1,116 @@
-//! Hot reload of what rotates while the proxy runs: the server certificate
-//! and key, the client CA bundle, the CRLs, and the authorization policy.
-//! Triggered by SIGHUP and by a change in any of those files (polled, which
-//! also sees Kubernetes' atomic Secret updates through symlinks). The new
-//! set is loaded and validated as a whole, exactly as at start; if anything
-//! is wrong (unparseable, key not matching, expired) it is refused and the
-//! running set keeps serving. New handshakes use the new material through an
-//! `ArcSwap`; open connections and calls in flight are not touched. Settings
-//! that cannot change live (listen address, upstream, limits) are reported
-//! as needing a restart.
+//! What rotates while the proxy runs, owned in one place: the server
+//! certificate and key, the client CA bundle and CRLs (together the TLS
+//! config of new handshakes), the authorization policy, and the
+//! certificates readiness and the expiry metrics judge. [`Live`] holds the
+//! TLS config and the policy as lock-free snapshots that every handshake and
+//! call reads; [`apply`] replaces all of it at once, at start and on every
+//! reload.
+//!
+//! A reload is triggered by SIGHUP and by a change in any of the config's
+//! files (polled, which also sees Kubernetes' atomic Secret updates through
+//! symlinks). The new set is loaded and validated as a whole, exactly as at
+//! start; if anything is wrong (unparseable, key not matching, expired) it
+//! is refused and the running set keeps serving. Open connections and calls
+//! in flight are not touched (open connections pick up a new policy on their
+//! next call). Settings that cannot change live (listen address, upstream,
+//! limits) are reported as needing a restart.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, ArcSwapOption};
+use rustls::ServerConfig;
+
+use crate::authz::Policy;
 use crate::config::Config;
-use crate::server::Shared;
-use crate::tls::server::server_config;
+use crate::health::{certificate_expiries, Health};
+use crate::metrics::Metrics;
+use crate::tls::server::{server_config, ServerTlsError};
 
 /// How often the watched files are checked.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The reloadable state every handshake and call reads.
+pub struct Live {
+    tls: ArcSwap<ServerConfig>,
+    /// `None`: no `[authz]`, every authenticated client may call anything.
+    policy: ArcSwapOption<Policy>,
+}
+
+impl Live {
+    /// The TLS config for a new handshake.
+    pub fn tls(&self) -> Arc<ServerConfig> {
+        self.tls.load_full()
+    }
+
+    /// The policy for a call.
+    pub fn policy(&self) -> Option<Arc<Policy>> {
+        self.policy.load_full()
+    }
+}
+
+/// What [`apply`] is given: a validated config's reloadable parts, and the
+/// rustls config built from them.
+pub struct Loaded {
+    tls: Arc<ServerConfig>,
+    policy: Option<Arc<Policy>>,
+}
+
+impl Loaded {
+    /// Builds the TLS config of `config` (the only step that can still fail
+    /// once a config is valid).
+    pub fn from_config(config: &Config) -> Result<Loaded, ServerTlsError> {
+        Ok(Loaded {
+            tls: server_config(&config.tls.material)?,
+            policy: config.authz.clone().map(Arc::new),
+        })
+    }
+}
+
+/// Everything a reload replaces, and whom it tells.
+pub struct Reloadable {
+    pub live: Arc<Live>,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Reloadable {
+    /// The state of a config loaded at start.
+    pub fn start(
+        config: &Config,
+        loaded: Loaded,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+    ) -> Reloadable {
+        let live = Arc::new(Live {
+            tls: ArcSwap::new(loaded.tls.clone()),
+            policy: ArcSwapOption::new(loaded.policy.clone()),
+        });
+        let state = Reloadable {
+            live,
+            health,
+            metrics,
+        };
+        state.apply(config, loaded);
+        state
+    }
+
+    /// Puts `loaded` (from `config`) in force: new handshakes use its TLS
+    /// config, new calls its policy, and readiness and the expiry metrics
+    /// judge its certificates.
+    pub fn apply(&self, config: &Config, loaded: Loaded) {
+        self.live.tls.store(loaded.tls);
+        self.live.policy.store(loaded.policy);
+        let (server, cas) = certificate_expiries(
+            &config.tls.material.certified_key.cert,
+            &config.tls.client_ca,
+        );
+        self.metrics.set_certificates(&server, &cas);
+        self.health.set_live_certificates(server, cas);
+    }
+}
 
 /// What one reload did.
 #[derive(Debug, PartialEq, Eq)]
@@ -30,7 +121,7 @@ pub enum Outcome {
 
 pub struct Reloader {
     path: PathBuf,
-    shared: Arc<Shared>,
+    state: Reloadable,
     /// The config the process started with: what cannot change live is
     /// compared against it.
     started: Config,
@@ -40,13 +131,14 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(started: Config, shared: Arc<Shared>) -> Option<Reloader> {
+    /// `None` when the config came from no file (nothing to reload).
+    pub fn new(started: Config, state: Reloadable) -> Option<Reloader> {
         let path = started.source.clone()?;
         let watched = started.watched_files();
         let digest = digest(&watched);
         Some(Reloader {
             path,
-            shared,
+            state,
             started,
             watched,
             digest,
@@ -87,9 +179,10 @@ impl Reloader {
         let outcome = self.try_reload();
         // Whatever happened, wait for the next change before trying again.
         self.digest = digest(&self.watched);
+        let metrics = &self.state.metrics;
         match &outcome {
             Outcome::Applied { needs_restart } => {
-                self.shared.metrics.reload_succeeded();
+                metrics.reload_succeeded();
                 tracing::info!(
                     trigger,
                     "reloaded certificates, CA bundle, CRLs and authorization policy"
@@ -102,7 +195,7 @@ impl Reloader {
                 }
             }
             Outcome::Refused(reason) => {
-                self.shared.metrics.reload_failed();
+                metrics.reload_failed();
                 tracing::error!(trigger, reason = %reason, "reload refused: the running certificates and policy keep serving");
             }
         }
@@ -114,13 +207,11 @@ impl Reloader {
             Ok(c) => c,
             Err(e) => return Outcome::Refused(e.to_string()),
         };
-        let tls = match server_config(&new.tls.material) {
-            Ok(t) => t,
+        let loaded = match Loaded::from_config(&new) {
+            Ok(l) => l,
             Err(e) => return Outcome::Refused(e.to_string()),
         };
-        self.shared.tls.store(tls);
-        self.shared.policy.store(new.authz.clone().map(Arc::new));
-        crate::health::certificates(&new, &self.shared.metrics, &self.shared.health);
+        self.state.apply(&new, loaded);
         self.watched = new.watched_files();
         Outcome::Applied {
             needs_restart: needs_restart(&self.started, &new),
@@ -137,6 +228,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.upstream.address != new.upstream.address
         || old.upstream.connect_timeout != new.upstream.connect_timeout
         || old.upstream.max_concurrent_streams != new.upstream.max_concurrent_streams
+        || old.upstream.initial_stream_window_size != new.upstream.initial_stream_window_size
         || old
             .upstream
             .tls

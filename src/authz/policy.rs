@@ -187,7 +187,7 @@ pub enum Allowed {
 }
 
 /// Why a call is denied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
     /// The identity matched no rule at all.
     NoMatchingRule,
@@ -199,7 +199,7 @@ pub enum Denied {
 }
 
 impl Denied {
-    pub fn label(&self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Denied::NoMatchingRule => "no_matching_rule",
             Denied::NotGranted => "not_granted",

@@ -1,20 +1,15 @@
-//! gRPC on the wire: the call's path (`path`), length-prefixed messages
-//! (`frame`), the request body
-//! replayed after inspection (`replay`), per-message size limits on
-//! streaming bodies (`scan`), the response body that turns
-//! upstream failures into trailers (`body`), and trailers-only status
-//! responses (`status`).
+//! gRPC on the wire, with no knowledge of the rest of the proxy: the call's
+//! path (`path`), length-prefixed messages and bounded decompression
+//! (`frame`), per-message size limits on streaming bodies (`scan`), a
+//! request body replayed after inspection (`replay`), and the header names
+//! and status fields the per-call path reads.
 
-mod body;
 pub mod frame;
 pub mod path;
 mod replay;
 pub mod scan;
-mod status;
 
-pub use body::{grpc_status, CallEnd, ResponseBody};
 pub use replay::Replay;
-pub use status::status_response;
 
 /// Header names the per-call path looks up, parsed once: a lookup by `&str`
 /// parses and validates the name on every call.
@@ -26,4 +21,12 @@ pub mod names {
     pub const TEMPORAL_NAMESPACE: HeaderName = HeaderName::from_static("temporal-namespace");
     pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
     pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+}
+
+/// The numeric `grpc-status` in `headers`, if any.
+pub fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
+    headers
+        .get(names::GRPC_STATUS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }

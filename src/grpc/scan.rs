@@ -171,7 +171,7 @@ impl MessageScanner {
 }
 
 /// Why a `LimitedBody` stopped.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum LimitError<E> {
     #[error("gRPC message of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { size: u64, limit: u64 },

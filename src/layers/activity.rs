@@ -1,18 +1,19 @@
 //! Counts a connection's open calls for its lifecycle (idle timeout): each
 //! call holds an `ActiveCall` until its response body ends or is dropped.
-//! Outermost, so that every call counts, including those the proxy answers.
+//! Near the top, so that every call counts, including those the proxy
+//! answers itself.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::Response;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::grpc::ResponseBody;
-use crate::server::activity::ConnActivity;
+use crate::call::activity::ConnActivity;
+use crate::call::{Call, ResponseBody};
 
 #[derive(Clone)]
 pub struct ActivityLayer {
@@ -42,9 +43,9 @@ pub struct Activity<S> {
     activity: Arc<ConnActivity>,
 }
 
-impl<S, B> Service<Request<B>> for Activity<S>
+impl<S, B> Service<Call<B>> for Activity<S>
 where
-    S: Service<Request<B>, Response = Response<ResponseBody>>,
+    S: Service<Call<B>, Response = Response<ResponseBody>>,
     S::Future: Send + 'static,
 {
     type Response = Response<ResponseBody>;
@@ -55,12 +56,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let call = self.activity.begin();
-        let fut = self.inner.call(req);
+    fn call(&mut self, call: Call<B>) -> Self::Future {
+        let active = self.activity.begin();
+        let fut = self.inner.call(call);
         Box::pin(async move {
             let mut resp = fut.await?;
-            resp.body_mut().track(call);
+            resp.body_mut().track(active);
             Ok(resp)
         })
     }

@@ -21,20 +21,20 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, Response};
 use http_body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::audit::record::{AuthzOutcome, CallRecord};
-use crate::authz::{open_to_all, Allowed, Decision, Denied, Grants, Mode, Policy};
+use crate::authz::{open_to_all, Allowed, AuthzDecision, Decision, Denied, Grants, Mode, Policy};
+use crate::call::{AuthzOutcome, Call, CallContext, ResponseBody};
 use crate::error::ProxyError;
 use crate::grpc::frame::{
     decompress, read_first_message_within, FirstMessage, FrameError, ReadBudget,
 };
-use crate::grpc::{names, Replay, ResponseBody};
+use crate::grpc::{names, Replay};
 use crate::logging::limit;
-use crate::metrics::AuthzDecision;
+use crate::reload::Live;
 use crate::temporal::methods::{lookup, Method};
 use crate::temporal::nested::{nested_namespaces, task_token_field, token_namespace_id};
 use crate::temporal::wire::last_string_field;
@@ -47,7 +47,7 @@ use crate::upstream::Forward;
 /// are recomputed once when a call sees a new policy, and cached (no lock)
 /// for the calls after it.
 pub struct ConnAuthz {
-    policy: Arc<ArcSwapOption<Policy>>,
+    live: Arc<Live>,
     identity: Arc<PeerIdentity>,
     /// The identity as named in messages and logs (SPIFFE ID, CN or subject).
     pub who: String,
@@ -76,14 +76,14 @@ pub struct ReadLimits {
 
 impl ConnAuthz {
     pub fn new(
-        policy: Arc<ArcSwapOption<Policy>>,
+        live: Arc<Live>,
         identity: Arc<PeerIdentity>,
         reads: ReadLimits,
         namespaces: Arc<NamespaceIds>,
         forward: Forward,
     ) -> ConnAuthz {
         ConnAuthz {
-            policy,
+            live,
             who: identity.display_name().to_owned(),
             identity,
             reads,
@@ -96,7 +96,7 @@ impl ConnAuthz {
     /// The grants under the current policy; `None` when authorization is
     /// off (no `[authz]` in the current config).
     fn grants(&self) -> Option<Arc<Cached>> {
-        let policy = self.policy.load_full()?;
+        let policy = self.live.policy()?;
         if let Some(cached) = self.cached.load_full() {
             if Arc::ptr_eq(&cached.policy, &policy) {
                 return Some(cached);
@@ -158,9 +158,9 @@ struct Findings {
     namespace: Option<String>,
 }
 
-impl<S, B> Service<Request<B>> for Authz<S>
+impl<S, B> Service<Call<B>> for Authz<S>
 where
-    S: Service<Request<Replay<B>>, Response = Response<ResponseBody>, Error = ProxyError>
+    S: Service<Call<Replay<B>>, Response = Response<ResponseBody>, Error = ProxyError>
         + Clone
         + Send
         + 'static,
@@ -176,7 +176,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, call: Call<B>) -> Self::Future {
         // The instance that was polled ready serves this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -185,17 +185,13 @@ where
             .as_ref()
             .and_then(|s| s.grants().map(|g| (s.clone(), g)))
         else {
-            return Box::pin(inner.call(req.map(Replay::new)));
+            return Box::pin(inner.call(call.map_body(Replay::new)));
         };
         Box::pin(async move {
-            let (parts, mut body) = req.into_parts();
-            let record = parts.extensions.get::<Arc<CallRecord>>().cloned();
+            let Call { ctx, request } = call;
+            let (parts, mut body) = request.into_parts();
             let path = parts.uri.path();
-            // The audit record has already looked the method up.
-            let method = match &record {
-                Some(r) => r.method(),
-                None => lookup(path),
-            };
+            let method = ctx.method;
 
             // The first message, for methods whose request names a namespace.
             let mut first: Option<FirstMessage> = None;
@@ -209,11 +205,11 @@ where
                     Err(err) => {
                         refused(&state, path, None, &err);
                         record_outcome(
-                            record.as_deref(),
+                            &ctx,
                             None,
                             AuthzDecision::Invalid,
                             None,
-                            Some(err.label()),
+                            Some(err.kind().label()),
                         );
                         return Err(err);
                     }
@@ -238,22 +234,16 @@ where
                         Allowed::Rule(name) => name,
                         Allowed::Authenticated => authenticated(),
                     };
-                    record_outcome(
-                        record.as_deref(),
-                        namespace,
-                        AuthzDecision::Allow,
-                        Some(rule),
-                        None,
-                    );
+                    record_outcome(&ctx, namespace, AuthzDecision::Allow, Some(rule), None);
                 }
                 Err(Refused::Invalid(err)) => {
                     refused(&state, path, namespace.as_deref(), &err);
                     record_outcome(
-                        record.as_deref(),
+                        &ctx,
                         namespace,
                         AuthzDecision::Invalid,
                         None,
-                        Some(err.label()),
+                        Some(err.kind().label()),
                     );
                     return Err(err);
                 }
@@ -262,9 +252,9 @@ where
                     if limit::CALL_DENIED.admit() {
                         let ns = namespace.as_deref().unwrap_or("");
                         if enforce {
-                            tracing::info!(identity = %state.who, method = path, namespace = ns, reason = err.label(), error = %err, "call denied");
+                            tracing::info!(identity = %state.who, method = path, namespace = ns, reason = err.kind().label(), error = %err, "call denied");
                         } else {
-                            tracing::warn!(identity = %state.who, method = path, namespace = ns, reason = err.label(), error = %err, "call would be denied; forwarded (authz mode audit)");
+                            tracing::warn!(identity = %state.who, method = path, namespace = ns, reason = err.kind().label(), error = %err, "call would be denied; forwarded (authz mode audit)");
                         }
                     }
                     let decision = if enforce {
@@ -272,13 +262,7 @@ where
                     } else {
                         AuthzDecision::AuditDeny
                     };
-                    record_outcome(
-                        record.as_deref(),
-                        namespace,
-                        decision,
-                        None,
-                        Some(err.label()),
-                    );
+                    record_outcome(&ctx, namespace, decision, None, Some(err.kind().label()));
                     if enforce {
                         return Err(err);
                     }
@@ -289,7 +273,12 @@ where
                 Some(m) => Replay::after(m.chunks, body, m.end_of_body, m.trailers, m.held),
                 None => Replay::new(body),
             };
-            inner.call(Request::from_parts(parts, body)).await
+            inner
+                .call(Call {
+                    ctx,
+                    request: http::Request::from_parts(parts, body),
+                })
+                .await
         })
     }
 }
@@ -421,7 +410,7 @@ fn denied(
 /// how many it sends).
 fn refused(state: &ConnAuthz, path: &str, namespace: Option<&str>, err: &ProxyError) {
     if limit::CALL_REFUSED.admit() {
-        tracing::info!(identity = %state.who, method = path, namespace = namespace.unwrap_or(""), reason = err.label(), error = %err, "call refused");
+        tracing::info!(identity = %state.who, method = path, namespace = namespace.unwrap_or(""), reason = err.kind().label(), error = %err, "call refused");
     }
 }
 
@@ -462,20 +451,18 @@ where
 }
 
 fn record_outcome(
-    record: Option<&CallRecord>,
+    ctx: &CallContext,
     namespace: Option<String>,
     decision: AuthzDecision,
     rule: Option<Arc<str>>,
     reason: Option<&'static str>,
 ) {
-    if let Some(record) = record {
-        record.set_outcome(AuthzOutcome {
-            namespace,
-            decision,
-            rule,
-            reason,
-        });
-    }
+    ctx.set_authz(AuthzOutcome {
+        namespace,
+        decision,
+        rule,
+        reason,
+    });
 }
 
 /// The rule name of calls open to every authenticated identity, shared so

@@ -8,10 +8,11 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderName, HeaderValue, Request};
+use http::{HeaderName, HeaderValue};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::call::Call;
 use crate::tls::identity::PeerIdentity;
 
 #[derive(Clone)]
@@ -96,9 +97,9 @@ pub struct IdentityHeader<S> {
     set: Option<(HeaderName, HeaderValue)>,
 }
 
-impl<S, B> Service<Request<B>> for IdentityHeader<S>
+impl<S, B> Service<Call<B>> for IdentityHeader<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Call<B>>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -108,15 +109,15 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let headers = req.headers_mut();
+    fn call(&mut self, mut call: Call<B>) -> Self::Future {
+        let headers = call.request.headers_mut();
         for name in self.strip.iter() {
             headers.remove(name);
         }
         if let Some((name, value)) = &self.set {
             headers.insert(name.clone(), value.clone());
         }
-        self.inner.call(req)
+        self.inner.call(call)
     }
 }
 
@@ -162,16 +163,16 @@ mod tests {
             Some(&HeaderName::from_static("x-forwarded-client-cert")),
             Some(&identity()),
         );
-        let mut svc = layer.layer(tower::service_fn(|req: Request<()>| async move {
-            Ok::<_, std::convert::Infallible>(req.headers().clone())
+        let mut svc = layer.layer(tower::service_fn(|call: Call<()>| async move {
+            Ok::<_, std::convert::Infallible>(call.request.headers().clone())
         }));
-        let req = Request::builder()
+        let req = http::Request::builder()
             .header("x-forwarded-client-cert", "Hash=forged")
             .header("x-user", "admin")
             .header("temporal-namespace", "payments")
             .body(())
             .unwrap();
-        let seen = svc.call(req).await.unwrap();
+        let seen = svc.call(crate::layers::testing::call(req)).await.unwrap();
         let xfcc = seen
             .get("x-forwarded-client-cert")
             .unwrap()

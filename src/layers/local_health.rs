@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::admin::Health;
-use crate::grpc::ResponseBody;
+use crate::call::{Call, ResponseBody};
+use crate::health::Health;
 
 pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 
@@ -55,9 +55,9 @@ fn response(serving: bool) -> Bytes {
     Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status])
 }
 
-impl<S, B> Service<Request<B>> for LocalHealth<S>
+impl<S, B> Service<Call<B>> for LocalHealth<S>
 where
-    S: Service<Request<B>, Response = Response<ResponseBody>>,
+    S: Service<Call<B>, Response = Response<ResponseBody>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
@@ -69,9 +69,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, call: Call<B>) -> Self::Future {
         if let Some(health) = &self.health {
-            if req.uri().path() == HEALTH_CHECK {
+            if call.request.uri().path() == HEALTH_CHECK {
                 let mut resp = Response::new(ResponseBody::local(response(health.ready())));
                 resp.headers_mut().insert(
                     http::header::CONTENT_TYPE,
@@ -80,6 +80,6 @@ where
                 return Box::pin(std::future::ready(Ok(resp)));
             }
         }
-        Box::pin(self.inner.call(req))
+        Box::pin(self.inner.call(call))
     }
 }

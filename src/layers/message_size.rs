@@ -15,14 +15,14 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::call::{Call, ResponseBody};
 use crate::error::ProxyError;
 use crate::grpc::scan::{LimitError, LimitedBody};
-use crate::grpc::ResponseBody;
 
 #[derive(Clone, Copy)]
 pub struct MessageSizeLayer {
@@ -52,29 +52,13 @@ pub struct MessageSize<S> {
     limit: u32,
 }
 
-/// Why the request body stopped, recorded for the layer to answer.
-#[derive(Debug, Clone, Copy)]
-enum Tripped {
-    TooLarge { size: u64, limit: u64 },
-    BadFlag(u8),
-    Truncated,
-}
+/// Where the request body records the limit it broke, for the layer to
+/// answer with (the upstream only sees its stream reset).
+type Broken = Arc<OnceLock<LimitError<std::convert::Infallible>>>;
 
-impl Tripped {
-    fn error(self) -> ProxyError {
-        ProxyError::Request(match self {
-            Tripped::TooLarge { size, limit } => LimitError::TooLarge { size, limit },
-            Tripped::BadFlag(f) => LimitError::BadFlag(f),
-            Tripped::Truncated => LimitError::Truncated,
-        })
-    }
-}
-
-type Trip = Arc<OnceLock<Tripped>>;
-
-impl<S, B> Service<Request<B>> for MessageSize<S>
+impl<S, B> Service<Call<B>> for MessageSize<S>
 where
-    S: Service<Request<Tripwire<B>>, Response = Response<ResponseBody>, Error = ProxyError>,
+    S: Service<Call<SizeChecked<B>>, Response = Response<ResponseBody>, Error = ProxyError>,
     S::Future: Send + 'static,
     B: Body<Data = Bytes> + Unpin,
 {
@@ -86,37 +70,34 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let trip: Trip = Arc::new(OnceLock::new());
-        let body = Tripwire {
-            inner: None,
-            trip: trip.clone(),
-        };
-        let req = req.map(|b| Tripwire {
-            inner: Some(LimitedBody::passing_truncation(b, self.limit)),
-            ..body
+    fn call(&mut self, call: Call<B>) -> Self::Future {
+        let broken: Broken = Arc::new(OnceLock::new());
+        let limit = self.limit;
+        let call = call.map_body(|body| SizeChecked {
+            body: Some(LimitedBody::passing_truncation(body, limit)),
+            broken: broken.clone(),
         });
-        let fut = self.inner.call(req);
+        let fut = self.inner.call(call);
         Box::pin(async move {
             let result = fut.await;
             // The body stopped on a limit: that, not the upstream's reaction
             // to the reset stream, is what the client is told.
-            match trip.get() {
-                Some(tripped) => Err(tripped.error()),
+            match broken.get() {
+                Some(limit) => Err(ProxyError::Request(limit.clone())),
                 None => result,
             }
         })
     }
 }
 
-/// The request body, checked message by message; a limit it trips is
+/// The request body, checked message by message; a limit it breaks is
 /// recorded for the layer before the error resets the upstream stream.
-pub struct Tripwire<B> {
-    inner: Option<LimitedBody<B>>,
-    trip: Trip,
+pub struct SizeChecked<B> {
+    body: Option<LimitedBody<B>>,
+    broken: Broken,
 }
 
-impl<B> Body for Tripwire<B>
+impl<B> Body for SizeChecked<B>
 where
     B: Body<Data = Bytes> + Unpin,
 {
@@ -127,35 +108,37 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let Some(inner) = self.inner.as_mut() else {
+        let Some(body) = self.body.as_mut() else {
             return Poll::Ready(None);
         };
-        let polled = Pin::new(inner).poll_frame(cx);
+        let polled = Pin::new(body).poll_frame(cx);
         if let Poll::Ready(Some(Err(e))) = &polled {
-            let recorded = match e {
-                LimitError::TooLarge { size, limit } => Some(Tripped::TooLarge {
-                    size: *size,
-                    limit: *limit,
-                }),
-                LimitError::BadFlag(f) => Some(Tripped::BadFlag(*f)),
-                LimitError::Truncated => Some(Tripped::Truncated),
-                // The client's own stream failed: nothing to answer.
-                LimitError::Inner(_) => None,
-            };
-            if let Some(r) = recorded {
-                let _ = self.trip.set(r);
+            // The client's own stream failing is nothing to answer.
+            if !matches!(e, LimitError::Inner(_)) {
+                let _ = self.broken.set(limit_of(e));
             }
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+        self.body.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
+        self.body
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}
+
+fn limit_of<E>(e: &LimitError<E>) -> LimitError<std::convert::Infallible> {
+    match e {
+        LimitError::TooLarge { size, limit } => LimitError::TooLarge {
+            size: *size,
+            limit: *limit,
+        },
+        LimitError::BadFlag(f) => LimitError::BadFlag(*f),
+        LimitError::Truncated | LimitError::Inner(_) => LimitError::Truncated,
     }
 }

@@ -7,10 +7,10 @@ use std::future::ready;
 use std::task::{Context, Poll};
 
 use futures_util::future::Either;
-use http::Request;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::call::Call;
 use crate::error::ProxyError;
 use crate::grpc::path;
 
@@ -30,9 +30,9 @@ pub struct Path<S> {
     inner: S,
 }
 
-impl<S, B> Service<Request<B>> for Path<S>
+impl<S, B> Service<Call<B>> for Path<S>
 where
-    S: Service<Request<B>, Error = ProxyError>,
+    S: Service<Call<B>, Error = ProxyError>,
 {
     type Response = S::Response;
     type Error = ProxyError;
@@ -42,9 +42,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        match path::check(req.uri()) {
-            Ok(()) => Either::Left(self.inner.call(req)),
+    fn call(&mut self, call: Call<B>) -> Self::Future {
+        match path::check(call.request.uri()) {
+            Ok(()) => Either::Left(self.inner.call(call)),
             Err(e) => Either::Right(ready(Err(ProxyError::Path(e)))),
         }
     }
@@ -56,18 +56,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_path_with_a_query_never_reaches_the_inner_service() {
-        let mut svc = PathLayer.layer(tower::service_fn(|_: Request<()>| async {
+        use crate::layers::testing::call;
+        let mut svc = PathLayer.layer(tower::service_fn(|_: Call<()>| async {
             Ok::<_, ProxyError>("forwarded")
         }));
-        let ok = Request::post("/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo")
-            .body(())
-            .unwrap();
-        assert_eq!(svc.call(ok).await.unwrap(), "forwarded");
-        let query =
-            Request::post("/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo?a=b")
-                .body(())
-                .unwrap();
-        let err = svc.call(query).await.unwrap_err();
+        let path = "/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo";
+        let ok = http::Request::post(path).body(()).unwrap();
+        assert_eq!(svc.call(call(ok)).await.unwrap(), "forwarded");
+        let query = http::Request::post(format!("{path}?a=b")).body(()).unwrap();
+        let err = svc.call(call(query)).await.unwrap_err();
         assert_eq!(
             crate::error::status_of(&err).code(),
             tonic::Code::Unimplemented

@@ -1,27 +1,23 @@
-//! The outermost layer: whatever error a layer below returns becomes a gRPC
-//! response here (HTTP 200, trailers-only, grpc-status and grpc-message),
-//! using the one mapping in `crate::error::status_of`. Nothing below this
-//! layer can make the server reset a stream or answer with a bare HTTP error.
+//! Whatever error a layer below returns becomes a gRPC response here (HTTP
+//! 200, trailers-only, grpc-status and grpc-message), using the one mapping
+//! in `crate::error::status_of`, and its kind is recorded in the call's
+//! context. Nothing below this layer can make the server reset a stream or
+//! answer with a bare HTTP error.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::Response;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::call::{Call, ResponseBody};
 use crate::error::{status_of, ProxyError};
-use crate::grpc::{status_response, ResponseBody};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RescueLayer;
-
-/// Put on responses the proxy made from an error: the error's label, for
-/// the audit line and metrics.
-#[derive(Clone, Copy, Debug)]
-pub struct RefusedFor(pub &'static str);
 
 impl<S> Layer<S> for RescueLayer {
     type Service = Rescue<S>;
@@ -36,9 +32,9 @@ pub struct Rescue<S> {
     inner: S,
 }
 
-impl<S, B> Service<Request<B>> for Rescue<S>
+impl<S, B> Service<Call<B>> for Rescue<S>
 where
-    S: Service<Request<B>, Response = Response<ResponseBody>>,
+    S: Service<Call<B>, Response = Response<ResponseBody>>,
     S::Error: Into<ProxyError>,
     S::Future: Send + 'static,
 {
@@ -54,8 +50,9 @@ where
         }
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let fut = self.inner.call(req);
+    fn call(&mut self, call: Call<B>) -> Self::Future {
+        let ctx = call.ctx.clone();
+        let fut = self.inner.call(call);
         Box::pin(async move {
             match fut.await {
                 Ok(resp) => Ok(resp),
@@ -63,9 +60,8 @@ where
                     let err: ProxyError = err.into();
                     let status = status_of(&err);
                     tracing::debug!(code = ?status.code(), error = %err, "call answered by the proxy");
-                    let mut resp = status_response(status);
-                    resp.extensions_mut().insert(RefusedFor(err.label()));
-                    Ok(resp)
+                    ctx.set_error(err.kind());
+                    Ok(ResponseBody::status_only(status))
                 }
             }
         })
@@ -80,14 +76,14 @@ mod tests {
     #[derive(Clone)]
     struct Failing;
 
-    impl Service<Request<()>> for Failing {
+    impl Service<Call<()>> for Failing {
         type Response = Response<ResponseBody>;
         type Error = ProxyError;
         type Future = std::future::Ready<Result<Response<ResponseBody>, ProxyError>>;
         fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
             Poll::Ready(Ok(()))
         }
-        fn call(&mut self, _: Request<()>) -> Self::Future {
+        fn call(&mut self, _: Call<()>) -> Self::Future {
             std::future::ready(Err(ProxyError::Upstream(Arc::new(
                 crate::upstream::UpstreamError::Connect {
                     address: "http://127.0.0.1:1".into(),
@@ -100,7 +96,13 @@ mod tests {
     #[tokio::test]
     async fn errors_become_grpc_status_responses() {
         let mut svc = RescueLayer.layer(Failing);
-        let resp = svc.call(Request::new(())).await.unwrap();
+        let call = crate::layers::testing::call(http::Request::new(()));
+        let ctx = call.ctx.clone();
+        let resp = svc.call(call).await.unwrap();
+        assert_eq!(
+            ctx.error(),
+            Some(crate::error::ErrorKind::UpstreamUnavailable)
+        );
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["grpc-status"], "14");
         assert!(resp.headers()["grpc-message"]

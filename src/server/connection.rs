@@ -14,9 +14,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::activity::ConnActivity;
-use super::h2_guard::{GuardEvents, H2Guard, PingPolicy};
-use super::{stack, ConnectionInfo, Shared};
+use super::frame_guard::{FrameGuard, GuardEvents, PingPolicy};
+use super::{stack, Server};
+use crate::call::activity::ConnActivity;
 use crate::config::KeepaliveConfig;
 use crate::logging::limit;
 use crate::metrics::{KeepaliveEvent, Metrics};
@@ -27,47 +27,23 @@ use crate::upstream::Forward;
 pub async fn handle(
     tcp: TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
+    server: Arc<Server>,
     forward: Forward,
     token: CancellationToken,
 ) {
-    let config = shared.tls.load_full();
     let accepted = tokio::select! {
-        r = handshake::accept(tcp, config, shared.handshake_timeout) => r,
+        r = handshake::accept(tcp, peer, server.live.tls(), server.handshake_timeout) => r,
         () = token.cancelled() => return,
     };
     let accepted = match accepted {
         Ok(a) => a,
         Err(refusal) => {
             handshake::log_refusal(peer, &refusal);
-            shared.metrics.handshake_failed(refusal.label());
+            server.metrics.handshake_failed(refusal.label());
             return;
         }
     };
-    // The certificate was verified by the handshake; parsing it cannot fail
-    // for a certificate webpki accepted, but if it does, refuse rather than
-    // serve an identity we cannot read.
-    let leaf = accepted
-        .stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|certs| certs.first());
-    let identity = match leaf.map(|der| PeerIdentity::from_der(der)) {
-        Some(Ok(id)) => Some(Arc::new(id)),
-        Some(Err(e)) => {
-            if limit::CERTIFICATE_UNREADABLE.admit() {
-                tracing::warn!(peer = %peer, error = %e, "connection refused: client certificate unreadable");
-            }
-            return;
-        }
-        None => None,
-    };
-    let info = Arc::new(ConnectionInfo {
-        peer,
-        identity,
-        sni: accepted.sni,
-    });
+    let info = accepted.info;
     tracing::debug!(
         peer = %peer,
         identity = info.identity.as_deref().map(PeerIdentity::display_name).unwrap_or(""),
@@ -76,11 +52,12 @@ pub async fn handle(
     );
 
     let activity = ConnActivity::new();
-    let service = TowerToHyperService::new(stack::build(&shared, forward, info, activity.clone()));
-    // Client pings are policed on the decrypted byte stream, below hyper,
+    let service =
+        TowerToHyperService::new(stack::build(&server.stack, forward, info, activity.clone()));
+    // Client frames are checked on the decrypted byte stream, below hyper,
     // which answers every PING and has no such enforcement of its own.
-    let k = &shared.keepalive;
-    let guarded = H2Guard::new(
+    let k = &server.keepalive;
+    let guarded = FrameGuard::new(
         accepted.stream,
         PingPolicy {
             min_interval: k.min_client_ping_interval,
@@ -89,23 +66,15 @@ pub async fn handle(
         },
         Arc::new(PingEvents {
             peer,
-            metrics: shared.metrics.clone(),
+            metrics: server.metrics.clone(),
         }),
     );
-    let conn = shared.h2.serve_connection(TokioIo::new(guarded), service);
-    let result = lifecycle(
-        conn,
-        &shared.keepalive,
-        &activity,
-        &token,
-        peer,
-        &shared.metrics,
-    )
-    .await;
+    let conn = server.h2.serve_connection(TokioIo::new(guarded), service);
+    let result = lifecycle(conn, k, &activity, &token, peer, &server.metrics).await;
     match result {
         Ok(()) => tracing::debug!(peer = %peer, "connection closed"),
         Err(e) if e.is_timeout() => {
-            shared.metrics.keepalive_event(KeepaliveEvent::PingTimeout);
+            server.metrics.keepalive_event(KeepaliveEvent::PingTimeout);
             if limit::PING_TIMEOUT.admit() {
                 tracing::info!(peer = %peer, "connection closed: keepalive ping not answered in time");
             }

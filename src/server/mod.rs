@@ -1,86 +1,48 @@
 //! The listener side: the accept loop and drain (`mod.rs`), one task per
-//! connection (`connection`), and the tower stack each call goes through
-//! (`stack`).
+//! connection (`connection`), what is enforced on a client's HTTP/2 frames
+//! below hyper (`frame_guard`), the tower stack each call goes through
+//! (`stack`), and the worker threads connections run on (`workers`).
 
-pub mod activity;
 mod connection;
-pub mod h2_guard;
+pub mod frame_guard;
 pub mod stack;
 pub mod workers;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::ServerConfig;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::Health;
-use crate::audit::sink::AuditSink;
-use crate::authz::Policy;
-use crate::config::{Config, IdentityHeaderConfig, KeepaliveConfig, LimitsConfig};
-use crate::metrics::{Metrics, RefusalReason};
-use crate::tls::identity::PeerIdentity;
-use crate::upstream::namespaces::NamespaceIds;
+use crate::config::{Config, KeepaliveConfig};
+use crate::metrics::{ConnectionRefusal, Metrics};
+use crate::reload::Live;
+use stack::StackConfig;
 
-/// What the proxy knows about a client connection, shared by its calls.
-#[derive(Debug)]
-pub struct ConnectionInfo {
-    pub peer: SocketAddr,
-    /// The verified client certificate's identity, read once.
-    pub identity: Option<Arc<PeerIdentity>>,
-    /// The server name the client asked for (SNI), if any.
-    pub sni: Option<String>,
-}
-
-/// State shared by every connection.
-pub struct Shared {
-    /// Swapped whole on reload; each handshake takes the current one.
-    pub tls: ArcSwap<ServerConfig>,
-    pub handshake_timeout: Duration,
-    pub drain_timeout: Duration,
-    pub h2: hyper::server::conn::http2::Builder<TokioExecutor>,
-    /// `None`: no `[authz]`, every authenticated client may call anything.
-    /// Swapped whole on reload.
-    pub policy: Arc<ArcSwapOption<Policy>>,
-    /// Headers stripped from client requests, and the identity header set.
-    pub strip_headers: Arc<[http::HeaderName]>,
-    pub identity_header: Option<http::HeaderName>,
-    pub audit: Option<AuditSink>,
-    pub limits: LimitsConfig,
-    pub keepalive: KeepaliveConfig,
+/// What the server's connections need; built once, shared by all.
+pub struct Server {
+    /// The TLS config of new handshakes (and the policy, for the stack).
+    live: Arc<Live>,
+    handshake_timeout: Duration,
+    drain_timeout: Duration,
+    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    keepalive: KeepaliveConfig,
+    max_connections: usize,
     /// One permit per open client connection (`limits.max_connections`).
-    pub connections: Arc<Semaphore>,
+    connections: Arc<Semaphore>,
     /// Connections refused because the limit was reached.
-    pub refused_connections: AtomicU64,
-    pub metrics: Arc<Metrics>,
-    pub health: Arc<Health>,
-    /// Answer health checks locally (`[health] local`).
-    pub health_local: bool,
-    /// Task tokens' namespace ids, resolved from the frontend.
-    pub namespaces: Arc<NamespaceIds>,
-    /// The largest frame clients may send (`http2.max_frame_size`).
-    pub max_frame_size: u32,
+    refused_connections: AtomicU64,
+    metrics: Arc<Metrics>,
+    stack: StackConfig,
 }
 
-/// The parts of `Shared` that are about calls rather than connections.
-pub struct CallPolicy {
-    pub policy: Option<Arc<Policy>>,
-    pub identity: IdentityHeaderConfig,
-    pub audit: Option<AuditSink>,
-    pub metrics: Arc<Metrics>,
-    pub health: Arc<Health>,
-}
-
-impl Shared {
-    pub fn new(config: &Config, tls: Arc<ServerConfig>, calls: CallPolicy) -> Shared {
+impl Server {
+    pub fn new(config: &Config, stack: StackConfig) -> Server {
         let h = &config.http2;
         let k = &config.keepalive;
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -103,24 +65,17 @@ impl Shared {
             // connection closed when it is not answered in time.
             .keep_alive_interval(k.ping_interval)
             .keep_alive_timeout(k.ping_timeout);
-        Shared {
-            tls: ArcSwap::new(tls),
+        Server {
+            live: stack.live.clone(),
             handshake_timeout: config.tls.handshake_timeout,
             drain_timeout: config.shutdown.drain_timeout,
             h2,
-            policy: Arc::new(ArcSwapOption::new(calls.policy)),
-            strip_headers: Arc::from(calls.identity.strip),
-            identity_header: calls.identity.header,
-            audit: calls.audit,
-            limits: config.limits.clone(),
             keepalive: config.keepalive.clone(),
+            max_connections: config.limits.max_connections,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             refused_connections: AtomicU64::new(0),
-            metrics: calls.metrics,
-            health: calls.health,
-            health_local: config.health_local,
-            namespaces: NamespaceIds::new(),
-            max_frame_size: h.max_frame_size,
+            metrics: stack.metrics.clone(),
+            stack,
         }
     }
 }
@@ -130,7 +85,7 @@ impl Shared {
 /// drain timeout to finish.
 pub async fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<Server>,
     mut workers: workers::Workers,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -146,9 +101,9 @@ pub async fn serve(
                     let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
                         // At the limit: refuse at once (close), count, log.
                         let refused = shared.refused_connections.fetch_add(1, Ordering::Relaxed) + 1;
-                        shared.metrics.connection_refused(RefusalReason::MaxConnections);
+                        shared.metrics.connection_refused(ConnectionRefusal::MaxConnections);
                         if crate::logging::limit::CONNECTION_LIMIT.admit() {
-                            tracing::warn!(peer = %peer, limit = shared.limits.max_connections, refused_total = refused, "connection refused: limits.max_connections reached");
+                            tracing::warn!(peer = %peer, limit = shared.max_connections, refused_total = refused, "connection refused: limits.max_connections reached");
                         }
                         drop(tcp);
                         continue;

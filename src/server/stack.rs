@@ -6,28 +6,55 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{Request, Response};
+use http::{HeaderName, Request, Response};
 use hyper::body::Incoming;
 use tower::ServiceBuilder;
 use tower_service::Service;
 
-use super::activity::ConnActivity;
-use super::{ConnectionInfo, Shared};
+use crate::audit::sink::AuditSink;
+use crate::call::activity::ConnActivity;
+use crate::call::ResponseBody;
+use crate::config::LimitsConfig;
 use crate::grpc::frame::ReadBudget;
-use crate::grpc::ResponseBody;
+use crate::health::Health;
 use crate::layers::activity::ActivityLayer;
 use crate::layers::audit::AuditLayer;
 use crate::layers::authz::{AuthzLayer, ConnAuthz, ReadLimits};
+use crate::layers::call::CallLayer;
+use crate::layers::call_metrics::CallMetricsLayer;
 use crate::layers::identity_header::IdentityHeaderLayer;
 use crate::layers::local_health::LocalHealthLayer;
 use crate::layers::message_size::MessageSizeLayer;
 use crate::layers::path::PathLayer;
 use crate::layers::rescue::RescueLayer;
+use crate::layers::upstream::Upstream;
+use crate::metrics::Metrics;
+use crate::reload::Live;
+use crate::tls::handshake::ConnectionInfo;
+use crate::upstream::namespaces::NamespaceIds;
 use crate::upstream::Forward;
+
+/// What every connection's stack is built from.
+pub struct StackConfig {
+    /// The policy in force (reloadable).
+    pub live: Arc<Live>,
+    /// Client headers removed from every call, and the identity header set.
+    pub strip_headers: Arc<[HeaderName]>,
+    pub identity_header: Option<HeaderName>,
+    pub audit: Option<AuditSink>,
+    pub metrics: Arc<Metrics>,
+    /// `Some`: answer health checks locally from it (`[health] local`).
+    pub local_health: Option<Arc<Health>>,
+    pub limits: LimitsConfig,
+    /// Task tokens' namespace ids, resolved from the frontend.
+    pub namespaces: Arc<NamespaceIds>,
+    /// The largest frame clients may send (`http2.max_frame_size`).
+    pub max_frame_size: u32,
+}
 
 /// Builds the stack for one connection.
 pub fn build(
-    shared: &Shared,
+    config: &StackConfig,
     forward: Forward,
     info: Arc<ConnectionInfo>,
     activity: Arc<ConnActivity>,
@@ -42,28 +69,29 @@ pub fn build(
     let identity = info.identity.as_deref();
     let authz = info.identity.as_ref().map(|id| {
         Arc::new(ConnAuthz::new(
-            shared.policy.clone(),
+            config.live.clone(),
             id.clone(),
             ReadLimits {
-                max_message: shared.limits.max_request_message as usize,
-                budget: ReadBudget::new(shared.limits.connection_buffer, shared.max_frame_size),
-                timeout: shared.limits.first_message_timeout,
+                max_message: config.limits.max_request_message as usize,
+                budget: ReadBudget::new(config.limits.connection_buffer, config.max_frame_size),
+                timeout: config.limits.first_message_timeout,
             },
-            shared.namespaces.clone(),
+            config.namespaces.clone(),
             forward.clone(),
         ))
     });
     ServiceBuilder::new()
-        // Counts open calls for the connection's idle timeout; outermost so
-        // that every call counts until its response is done.
+        // Makes each request a call with its context (the connection, the
+        // method, the clock); outermost, so every layer below has it.
+        .layer(CallLayer::new(info.clone()))
+        // Counts open calls for the connection's idle timeout, until the
+        // response is done.
         .layer(ActivityLayer::new(activity))
-        // Sees every call, including those the proxy answers
-        // itself, and writes its audit line when the response ends.
-        .layer(AuditLayer::new(
-            shared.audit.clone(),
-            shared.metrics.clone(),
-            info.clone(),
-        ))
+        // Counts every call when it ends, including those the proxy
+        // answers itself (so above the rescue layer).
+        .layer(CallMetricsLayer::new(config.metrics.clone()))
+        // One audit line per call, likewise.
+        .layer(AuditLayer::new(config.audit.clone()))
         // Any error from below (denials, bad requests, upstream failures)
         // becomes a gRPC status here, never a reset.
         .layer(RescueLayer)
@@ -72,21 +100,20 @@ pub fn build(
         .layer(PathLayer)
         // Health checks answered from the proxy's readiness, if configured
         // (`[health] local`); by default they are forwarded like any call.
-        .layer(LocalHealthLayer::new(
-            shared.health_local.then(|| shared.health.clone()),
-        ))
+        .layer(LocalHealthLayer::new(config.local_health.clone()))
         // Client-asserted identity headers go; the verified identity is set.
         // Before authorization, so nothing below sees a forged header.
         .layer(IdentityHeaderLayer::new(
-            shared.strip_headers.clone(),
-            shared.identity_header.as_ref(),
+            config.strip_headers.clone(),
+            config.identity_header.as_ref(),
             identity,
         ))
         // Who may call what, on which namespace (reads the first message).
         .layer(AuthzLayer::new(authz))
         // Request messages over the size limit are never forwarded; last,
         // so it checks exactly the bytes that go upstream.
-        .layer(MessageSizeLayer::new(shared.limits.max_request_message))
-        // Innermost: the call goes to the Temporal frontend.
-        .service(forward)
+        .layer(MessageSizeLayer::new(config.limits.max_request_message))
+        // Innermost: the call goes to the Temporal frontend; the one
+        // boundary where the upstream's errors and body become the client's.
+        .service(Upstream::new(forward, config.limits.max_response_message))
 }

@@ -14,11 +14,23 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
+use super::identity::PeerIdentity;
 use super::ALPN_H2;
 
-/// A completed handshake.
+/// A completed handshake: the stream, and what the proxy knows about the
+/// client connection from it.
 pub struct Accepted {
     pub stream: TlsStream<TcpStream>,
+    pub info: Arc<ConnectionInfo>,
+}
+
+/// What the proxy knows about a client connection, shared by its calls.
+#[derive(Debug)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    /// The verified client certificate's identity, read once.
+    pub identity: Option<Arc<PeerIdentity>>,
+    /// The server name the client asked for (SNI), if any.
     pub sni: Option<String>,
 }
 
@@ -41,6 +53,11 @@ pub enum Refusal {
     WrongKeyUsage,
     #[error("client certificate rejected: {0}")]
     BadCertificate(String),
+    /// Verified by rustls, but its identity cannot be read (it cannot
+    /// happen for a certificate webpki accepted; refused rather than served
+    /// with an identity the proxy cannot name).
+    #[error("client certificate unreadable: {0}")]
+    UnreadableCertificate(String),
     #[error("client did not offer ALPN h2 (offered: {})", offered_list(.offered))]
     NoAlpnH2 { offered: Vec<String> },
     #[error("plaintext HTTP/2 (h2c) sent to the TLS port; this port requires TLS with a client certificate")]
@@ -64,6 +81,30 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every [`Refusal::label`], for the metrics (whose series start at
+    /// zero); a test checks the two agree.
+    pub const LABELS: [&'static str; 19] = [
+        "no_client_certificate",
+        "unknown_ca",
+        "bad_signature",
+        "expired",
+        "not_yet_valid",
+        "revoked",
+        "wrong_key_usage",
+        "bad_certificate",
+        "unreadable_certificate",
+        "no_alpn_h2",
+        "plaintext_h2c",
+        "plaintext_http1",
+        "not_tls",
+        "incompatible",
+        "client_alert",
+        "timeout",
+        "closed",
+        "tls_error",
+        "io_error",
+    ];
+
     /// A short stable label (for metrics and log fields).
     pub fn label(&self) -> &'static str {
         match self {
@@ -75,6 +116,7 @@ impl Refusal {
             Refusal::Revoked => "revoked",
             Refusal::WrongKeyUsage => "wrong_key_usage",
             Refusal::BadCertificate(_) => "bad_certificate",
+            Refusal::UnreadableCertificate(_) => "unreadable_certificate",
             Refusal::NoAlpnH2 { .. } => "no_alpn_h2",
             Refusal::PlaintextH2 => "plaintext_h2c",
             Refusal::PlaintextHttp1 => "plaintext_http1",
@@ -114,19 +156,43 @@ fn offered_list(offered: &[String]) -> String {
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
-/// Accepts one connection under `timeout`.
+/// Accepts one connection from `peer` under `timeout`.
 pub async fn accept(
     tcp: TcpStream,
+    peer: SocketAddr,
     config: Arc<ServerConfig>,
     timeout: Duration,
 ) -> Result<Accepted, Refusal> {
-    match tokio::time::timeout(timeout, accept_inner(tcp, config)).await {
-        Ok(result) => result,
-        Err(_) => Err(Refusal::Timeout(timeout)),
-    }
+    let (stream, sni) = match tokio::time::timeout(timeout, accept_inner(tcp, config)).await {
+        Ok(result) => result?,
+        Err(_) => return Err(Refusal::Timeout(timeout)),
+    };
+    // The certificate was verified by the handshake; reading it cannot fail
+    // for one webpki accepted, but if it does, refuse.
+    let leaf = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first());
+    let identity = match leaf.map(|der| PeerIdentity::from_der(der)) {
+        Some(Ok(id)) => Some(Arc::new(id)),
+        Some(Err(e)) => return Err(Refusal::UnreadableCertificate(e.to_string())),
+        None => None,
+    };
+    Ok(Accepted {
+        stream,
+        info: Arc::new(ConnectionInfo {
+            peer,
+            identity,
+            sni,
+        }),
+    })
 }
 
-async fn accept_inner(tcp: TcpStream, config: Arc<ServerConfig>) -> Result<Accepted, Refusal> {
+async fn accept_inner(
+    tcp: TcpStream,
+    config: Arc<ServerConfig>,
+) -> Result<(TlsStream<TcpStream>, Option<String>), Refusal> {
     let mut first = [0u8; 1];
     match tcp.peek(&mut first).await {
         Ok(0) => return Err(Refusal::Closed),
@@ -169,7 +235,7 @@ async fn accept_inner(tcp: TcpStream, config: Arc<ServerConfig>) -> Result<Accep
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
         return Err(Refusal::NoAlpnH2 { offered });
     }
-    Ok(Accepted { stream, sni })
+    Ok((stream, sni))
 }
 
 /// Closes a refused connection so that the client reads the TLS alert that
@@ -387,5 +453,32 @@ mod tests {
         assert!(looks_like_http1(b"GET / HTTP/1.1\r\n"));
         assert!(looks_like_http1(b"POST /x HTTP/1.1"));
         assert!(!looks_like_http1(H2_PREFACE));
+    }
+
+    #[test]
+    fn every_label_is_listed_once() {
+        let every = [
+            Refusal::NoClientCertificate,
+            Refusal::UnknownCa,
+            Refusal::BadSignature,
+            Refusal::Expired { not_after: None },
+            Refusal::NotYetValid { not_before: None },
+            Refusal::Revoked,
+            Refusal::WrongKeyUsage,
+            Refusal::BadCertificate(String::new()),
+            Refusal::UnreadableCertificate(String::new()),
+            Refusal::NoAlpnH2 { offered: vec![] },
+            Refusal::PlaintextH2,
+            Refusal::PlaintextHttp1,
+            Refusal::NotTls(String::new()),
+            Refusal::Incompatible(String::new()),
+            Refusal::ClientAlert(String::new()),
+            Refusal::Timeout(Duration::ZERO),
+            Refusal::Closed,
+            Refusal::Tls(String::new()),
+            Refusal::Io(String::new()),
+        ];
+        let labels: Vec<&str> = every.iter().map(Refusal::label).collect();
+        assert_eq!(labels, Refusal::LABELS);
     }
 }

@@ -1,6 +1,8 @@
-//! The innermost service: sends the call to the upstream on a pooled
-//! connection and returns the upstream's response with its body streaming
-//! back. Bodies are never buffered: frames flow as they arrive.
+//! The service that sends a call to the upstream on a pooled connection and
+//! returns the upstream's response with its body streaming back
+//! ([`UpstreamBody`]). Bodies are never buffered: frames flow as they
+//! arrive. Errors and bodies are this module's own types; the stack turns
+//! them into the client's at one boundary (`layers::upstream`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,9 +14,8 @@ use http::{HeaderMap, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::{Pool, RequestBody};
-use crate::error::ProxyError;
-use crate::grpc::{names, ResponseBody};
+use super::{CallError, Pool, RequestBody, StreamLease};
+use crate::grpc::names;
 
 /// How many times a call that never reached the upstream (its connection
 /// closed between choosing it and sending) is tried on another connection.
@@ -24,16 +25,41 @@ const MAX_UNSENT_RETRIES: usize = 3;
 pub struct Forward {
     pool: Arc<Pool>,
     scheme: Scheme,
-    max_response_message: u32,
 }
 
 impl Forward {
-    pub fn new(pool: Arc<Pool>, tls: bool, max_response_message: u32) -> Forward {
+    pub fn new(pool: Arc<Pool>, tls: bool) -> Forward {
         Forward {
             pool,
             scheme: if tls { Scheme::HTTPS } else { Scheme::HTTP },
-            max_response_message,
         }
+    }
+}
+
+/// The upstream's response body, holding its stream's slot on the upstream
+/// connection until it ends or is dropped.
+pub struct UpstreamBody {
+    body: Incoming,
+    _lease: StreamLease,
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -42,32 +68,30 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<super::BoxError>,
 {
-    type Response = Response<ResponseBody>;
-    type Error = ProxyError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ProxyError>> + Send>>;
+    type Response = Response<UpstreamBody>;
+    type Error = CallError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, CallError>> + Send>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let pool = self.pool.clone();
         let req = to_upstream(req, &self.scheme);
-        let limit = self.max_response_message;
-        Box::pin(async move { send(&pool, req, limit).await })
+        Box::pin(async move { send(&pool, req).await })
     }
 }
 
 async fn send(
     pool: &Arc<Pool>,
     mut req: Request<RequestBody>,
-    max_response_message: u32,
-) -> Result<Response<ResponseBody>, ProxyError> {
+) -> Result<Response<UpstreamBody>, CallError> {
     let mut tries = 0;
     loop {
-        let lease = pool.lease().await.map_err(ProxyError::Upstream)?;
+        let lease = pool.lease().await.map_err(CallError::Unavailable)?;
         match lease.sender().try_send_request(req).await {
-            Ok(resp) => return Ok(from_upstream(resp, lease, max_response_message)),
+            Ok(resp) => return Ok(from_upstream(resp, lease)),
             Err(mut e) => match e.take_message() {
                 // Never written to the wire (the connection closed or got
                 // GOAWAY first): safe to send on another connection.
@@ -76,7 +100,7 @@ async fn send(
                     tracing::debug!(conn = lease.connection_id(), error = %e.error(), "upstream connection closed before the call was sent; retrying");
                     req = unsent;
                 }
-                _ => return Err(ProxyError::UpstreamCall(e.into_error())),
+                _ => return Err(CallError::Failed(e.into_error())),
             },
         }
     }
@@ -175,17 +199,15 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn from_upstream(
-    resp: Response<Incoming>,
-    lease: super::StreamLease,
-    max_message: u32,
-) -> Response<ResponseBody> {
+fn from_upstream(resp: Response<Incoming>, lease: StreamLease) -> Response<UpstreamBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let trailers_only = parts.headers.contains_key(names::GRPC_STATUS);
     Response::from_parts(
         parts,
-        ResponseBody::upstream(body, lease, !trailers_only, max_message),
+        UpstreamBody {
+            body,
+            _lease: lease,
+        },
     )
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 
-pub use forward::Forward;
+pub use forward::{Forward, UpstreamBody};
 pub use pool::{Pool, StreamLease};
 
 use crate::config::{KeepaliveConfig, UpstreamConfig};
@@ -24,6 +24,18 @@ use crate::metrics::{Metrics, UpstreamFailure};
 /// changing the pool's type.
 pub type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a call sent to the upstream failed before its response began.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No upstream connection could be had.
+    #[error(transparent)]
+    Unavailable(Arc<UpstreamError>),
+    /// The call was sent (or its connection was lost while sending) and
+    /// failed before a response arrived.
+    #[error("upstream call failed: {0}")]
+    Failed(#[source] hyper::Error),
+}
 
 /// Why the upstream could not take a call.
 #[derive(Debug, thiserror::Error)]

@@ -14,8 +14,8 @@
 
 use tokio::io::ReadBuf;
 
+use super::frames::{FrameHead, HEADERS, HEAD_LEN, PREFACE};
 use super::hpack::{HeaderCheck, Verdict};
-use super::{FrameHead, HEADERS, HEAD_LEN, PREFACE};
 
 const CONTINUATION: u8 = 0x9;
 const FLAG_END_HEADERS: u8 = 0x4;

@@ -1,48 +1,38 @@
 //! The response body toward the client. It streams the upstream's frames as
 //! they come and guarantees the call ends with a gRPC status: if the upstream
 //! stream fails mid-way, or ends without `grpc-status`, the client gets
-//! trailers saying so instead of a reset or a silently truncated call. An
-//! optional hook learns how the call ended (status, bytes), for audit.
+//! trailers saying so instead of a reset or a silently truncated call. When
+//! it ends (or is dropped) it tells the call's observers how the call ended.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
-use super::scan::{LimitError, LimitedBody};
+use super::activity::ActiveCall;
+use super::context::{CallContext, CallObserver, Ending};
 use crate::error::{status_of, ProxyError};
-use crate::server::activity::ActiveCall;
-use crate::upstream::StreamLease;
+use crate::grpc::scan::{LimitError, LimitedBody};
+use crate::grpc::{grpc_status, names};
+use crate::upstream::UpstreamBody;
 
-/// Told once how a call ended: its grpc-status (`None` when the client went
-/// away first) and the response bytes sent.
-pub trait CallEnd: Send {
-    /// `error` is the label of the proxy error that ended the call, if one
-    /// did after the response began (e.g. `response_too_large`).
-    fn ended(
-        self: Box<Self>,
-        grpc_status: Option<i32>,
-        response_bytes: u64,
-        error: Option<&'static str>,
-    );
-}
+/// Observers a call can have (metrics and audit).
+const OBSERVERS: usize = 2;
 
 #[derive(Default)]
 pub struct ResponseBody {
     state: State,
-    hook: Option<Hook>,
-    /// Counts the call as open on its connection until the body is done.
-    active: Option<ActiveCall>,
-}
-
-struct Hook {
-    end: Box<dyn CallEnd>,
+    /// The call's context, once an observer is attached.
+    ctx: Option<Arc<CallContext>>,
+    observers: [Option<Arc<dyn CallObserver>>; OBSERVERS],
+    /// The grpc-status seen so far (headers, then trailers).
     status: Option<i32>,
     bytes: u64,
-    error: Option<&'static str>,
+    /// Counts the call as open on its connection until the body is done.
+    active: Option<ActiveCall>,
 }
 
 #[derive(Default)]
@@ -57,34 +47,32 @@ enum State {
     },
     Upstream {
         /// Scanned message by message against the response size limit.
-        body: LimitedBody<Incoming>,
+        body: LimitedBody<UpstreamBody>,
         /// The response headers had no `grpc-status`, so trailers must
         /// carry one.
         needs_status: bool,
-        /// Holds the stream's slot on its upstream connection until the
-        /// body ends or is dropped.
-        _lease: StreamLease,
     },
 }
 
 impl ResponseBody {
     /// The upstream's response body; a message over `max_message` bytes ends
     /// the call with RESOURCE_EXHAUSTED (and resets the upstream stream).
-    pub fn upstream(
-        body: Incoming,
-        lease: StreamLease,
-        needs_status: bool,
-        max_message: u32,
-    ) -> ResponseBody {
+    fn with(state: State) -> ResponseBody {
         ResponseBody {
-            state: State::Upstream {
-                body: LimitedBody::new(body, max_message),
-                needs_status,
-                _lease: lease,
-            },
-            hook: None,
+            state,
+            ctx: None,
+            observers: [None, None],
+            status: None,
+            bytes: 0,
             active: None,
         }
+    }
+
+    pub fn upstream(body: UpstreamBody, needs_status: bool, max_message: u32) -> ResponseBody {
+        ResponseBody::with(State::Upstream {
+            body: LimitedBody::new(body, max_message),
+            needs_status,
+        })
     }
 
     /// Keeps the call counted as open on its connection until this body
@@ -97,29 +85,39 @@ impl ResponseBody {
     /// length-prefixed), then trailers with grpc-status 0.
     pub fn local(message: Bytes) -> ResponseBody {
         let mut trailers = HeaderMap::new();
-        trailers.insert(
-            super::names::GRPC_STATUS,
-            http::HeaderValue::from_static("0"),
-        );
-        ResponseBody {
-            state: State::Local {
-                message: Some(message),
-                trailers: Some(trailers),
-            },
-            hook: None,
-            active: None,
-        }
+        trailers.insert(names::GRPC_STATUS, http::HeaderValue::from_static("0"));
+        ResponseBody::with(State::Local {
+            message: Some(message),
+            trailers: Some(trailers),
+        })
     }
 
-    /// Calls `end` when the call ends. `status` is the grpc-status already
-    /// known from the response headers (trailers-only responses).
-    pub fn on_end(&mut self, end: Box<dyn CallEnd>, status: Option<i32>) {
-        self.hook = Some(Hook {
-            end,
-            status,
-            bytes: 0,
-            error: None,
-        });
+    /// A response the proxy makes from a status: HTTP 200, `content-type:
+    /// application/grpc`, and `grpc-status`/`grpc-message` in a
+    /// trailers-only HEADERS frame (END_STREAM set, because the body is
+    /// empty). Never a bare HTTP error, never a reset.
+    pub fn status_only(status: tonic::Status) -> http::Response<ResponseBody> {
+        status.into_http::<ResponseBody>()
+    }
+
+    /// Tells `observer` how the call of `ctx` ends. `status` is the
+    /// grpc-status already known from the response headers (trailers-only
+    /// responses).
+    pub fn observe(
+        &mut self,
+        ctx: &Arc<CallContext>,
+        observer: Arc<dyn CallObserver>,
+        status: Option<i32>,
+    ) {
+        if self.ctx.is_none() {
+            self.ctx = Some(ctx.clone());
+        }
+        self.status = self.status.or(status);
+        if let Some(slot) = self.observers.iter_mut().find(|o| o.is_none()) {
+            *slot = Some(observer);
+        } else {
+            debug_assert!(false, "more than {OBSERVERS} observers");
+        }
     }
 
     fn finish_with(
@@ -127,42 +125,32 @@ impl ResponseBody {
         err: ProxyError,
     ) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
         self.state = State::Done;
-        if let Some(hook) = &mut self.hook {
-            hook.error = Some(err.label());
+        if let Some(ctx) = &self.ctx {
+            ctx.set_error(err.kind());
         }
         let mut trailers = HeaderMap::new();
         let status = status_of(&err);
         tracing::debug!(error = %err, code = ?status.code(), "call ended by the proxy");
         if status.add_header(&mut trailers).is_err() {
-            trailers.insert(
-                super::names::GRPC_STATUS,
-                http::HeaderValue::from_static("13"),
-            );
+            trailers.insert(names::GRPC_STATUS, http::HeaderValue::from_static("13"));
         }
-        self.observe_trailers(&trailers);
+        self.status = grpc_status(&trailers).or(self.status);
         Poll::Ready(Some(Ok(Frame::trailers(trailers))))
     }
 
-    fn observe_trailers(&mut self, trailers: &HeaderMap) {
-        if let Some(hook) = &mut self.hook {
-            hook.status = grpc_status(trailers).or(hook.status);
-        }
-    }
-
+    /// Tells the observers (once) and ends the call's activity.
     fn fire(&mut self) {
-        if let Some(hook) = self.hook.take() {
-            hook.end.ended(hook.status, hook.bytes, hook.error);
+        if let Some(ctx) = self.ctx.take() {
+            let ending = Ending {
+                grpc_status: self.status,
+                response_bytes: self.bytes,
+            };
+            for observer in self.observers.iter_mut().filter_map(Option::take) {
+                observer.call_ended(&ctx, &ending);
+            }
         }
         self.active = None;
     }
-}
-
-/// The numeric `grpc-status` in `headers`, if any.
-pub fn grpc_status(headers: &HeaderMap) -> Option<i32> {
-    headers
-        .get(super::names::GRPC_STATUS)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
 }
 
 impl Drop for ResponseBody {
@@ -182,15 +170,11 @@ impl Body for ResponseBody {
         let this = self.get_mut();
         if let State::Local { message, trailers } = &mut this.state {
             if let Some(m) = message.take() {
-                if let Some(hook) = &mut this.hook {
-                    hook.bytes += m.len() as u64;
-                }
+                this.bytes += m.len() as u64;
                 return Poll::Ready(Some(Ok(Frame::data(m))));
             }
             if let Some(t) = trailers.take() {
-                if let Some(hook) = &mut this.hook {
-                    hook.status = Some(0);
-                }
+                this.status = Some(0);
                 return Poll::Ready(Some(Ok(Frame::trailers(t))));
             }
             this.state = State::Done;
@@ -207,11 +191,9 @@ impl Body for ResponseBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
                     *needs_status = false;
-                    if let Some(hook) = &mut this.hook {
-                        hook.status = grpc_status(trailers).or(hook.status);
-                    }
-                } else if let (Some(data), Some(hook)) = (frame.data_ref(), &mut this.hook) {
-                    hook.bytes += data.len() as u64;
+                    this.status = grpc_status(trailers).or(this.status);
+                } else if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -257,5 +239,24 @@ impl Body for ResponseBody {
                 hint
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_responses_are_trailers_only() {
+        let resp = ResponseBody::status_only(tonic::Status::unavailable(
+            "upstream down: connection refused",
+        ));
+        assert_eq!(resp.status(), http::StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "application/grpc");
+        assert_eq!(resp.headers()["grpc-status"], "14");
+        // grpc-message is percent-encoded per the gRPC spec; clients decode it.
+        let decoded = tonic::Status::from_header_map(resp.headers()).unwrap();
+        assert_eq!(decoded.message(), "upstream down: connection refused");
+        assert!(resp.body().is_end_stream());
     }
 }
