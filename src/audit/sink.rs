@@ -30,14 +30,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, watch};
 
-/// Where audit lines go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SinkTarget {
-    Stdout,
-    File(PathBuf),
-}
+pub use crate::config::AuditTarget as SinkTarget;
+use tokio::sync::{mpsc, watch};
 
 /// Why the audit sink could not start.
 #[derive(Debug, thiserror::Error)]

@@ -8,8 +8,8 @@ use http::HeaderName;
 
 use super::raw::{RawAudit, RawAuthz, RawIdentity, RawMatch, RawRule};
 use super::validate::Problems;
+use super::AuditTarget as SinkTarget;
 use super::{AuditConfig, IdentityHeaderConfig};
-use crate::audit::sink::SinkTarget;
 use crate::authz::pattern::{FieldKind, Pattern};
 use crate::authz::{Field, Mode, Policy, Role, Rule};
 

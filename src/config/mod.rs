@@ -116,9 +116,16 @@ pub struct IdentityHeaderConfig {
     pub strip: Vec<http::HeaderName>,
 }
 
+/// Where audit lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    Stdout,
+    File(std::path::PathBuf),
+}
+
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
-    pub target: crate::audit::sink::SinkTarget,
+    pub target: AuditTarget,
     /// Lines buffered before new ones are dropped (and counted).
     pub buffer: usize,
 }

@@ -113,10 +113,9 @@ fn now_second() -> u64 {
 }
 
 /// Every site, for the metrics.
-pub static SITES: [&Site; 9] = [
+pub static SITES: [&Site; 8] = [
     &HANDSHAKE_REFUSED,
     &CONNECTION_LIMIT,
-    &CERTIFICATE_UNREADABLE,
     &TOO_MANY_PINGS,
     &PING_TIMEOUT,
     &CALL_DENIED,
@@ -127,7 +126,6 @@ pub static SITES: [&Site; 9] = [
 
 pub static HANDSHAKE_REFUSED: Site = Site::new("handshake_refused");
 pub static CONNECTION_LIMIT: Site = Site::new("connection_limit");
-pub static CERTIFICATE_UNREADABLE: Site = Site::new("certificate_unreadable");
 pub static TOO_MANY_PINGS: Site = Site::new("too_many_pings");
 pub static PING_TIMEOUT: Site = Site::new("ping_timeout");
 /// Calls denied by policy (enforce and audit mode).
