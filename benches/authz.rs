@@ -6,12 +6,12 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use temporal_mtls_proxy::authz::pattern::{FieldKind, Pattern};
-use temporal_mtls_proxy::authz::{Field, Mode, Policy, Role, Rule};
-use temporal_mtls_proxy::grpc::frame::parse_prefix;
-use temporal_mtls_proxy::temporal::methods::lookup;
-use temporal_mtls_proxy::temporal::wire::last_string_field;
-use temporal_mtls_proxy::tls::identity::PeerIdentity;
+use temporal_mtls_proxy::internals::last_string_field;
+use temporal_mtls_proxy::internals::lookup;
+use temporal_mtls_proxy::internals::parse_prefix;
+use temporal_mtls_proxy::internals::PeerIdentity;
+use temporal_mtls_proxy::internals::{Field, Mode, Policy, Role, Rule};
+use temporal_mtls_proxy::internals::{FieldKind, Pattern};
 
 fn pattern(text: &str, kind: FieldKind) -> Pattern {
     Pattern::parse(text, kind).expect("valid pattern")

@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use futures_util::FutureExt;
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use temporal_mtls_proxy::grpc::scan::{LimitedBody, MessageScanner, Scan};
+use temporal_mtls_proxy::internals::{LimitedBody, MessageScanner, Scan};
 
 const LIMIT: u32 = 4 << 20;
 

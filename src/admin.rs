@@ -26,7 +26,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,9 +43,6 @@ use tokio::task::JoinSet;
 
 use crate::health::Health;
 use crate::metrics::{Format, Metrics};
-
-/// Where the admin listener binds unless configured otherwise.
-pub const DEFAULT_ADDRESS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9090);
 
 /// A client must send its request headers within this time.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -222,7 +219,6 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::metrics::DEFAULT_NAMESPACE_CAP;
 
     struct Admin {
         address: SocketAddr,
@@ -235,7 +231,7 @@ mod tests {
     async fn start() -> Admin {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let metrics = Metrics::new(DEFAULT_NAMESPACE_CAP);
+        let metrics = Metrics::new(100);
         let health = Health::new();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve_admin(

@@ -21,30 +21,44 @@
 //! Errors become gRPC statuses in one place: `error::status_of`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod admin;
-pub mod audit;
-pub mod authz;
-pub mod call;
-pub mod config;
+mod admin;
+mod audit;
+mod authz;
+mod call;
+mod config;
 pub mod dev;
-pub mod error;
-pub mod grpc;
-pub mod health;
-pub mod layers;
+mod error;
+mod grpc;
+mod health;
+mod layers;
 pub mod logging;
-pub mod metrics;
-pub mod reload;
-pub mod server;
-pub mod temporal;
-pub mod tls;
-pub mod upstream;
+mod metrics;
+mod reload;
+mod server;
+mod temporal;
+mod tls;
+mod upstream;
+
+/// What the benches (`benches/`) and fuzz targets measure and exercise,
+/// reachable from outside the crate for them alone: not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::authz::pattern::{FieldKind, Pattern};
+    pub use crate::authz::{Field, Mode, Policy, Role, Rule};
+    pub use crate::grpc::frame::{decompress, parse_prefix, read_first_message, FrameError};
+    pub use crate::grpc::scan::{LimitError, LimitedBody, MessageScanner, Scan};
+    pub use crate::temporal::methods::{lookup, Method, METHODS};
+    pub use crate::temporal::nested::{nested_namespaces, task_token_field, token_namespace_id};
+    pub use crate::temporal::wire::{last_string_field, WireError};
+    pub use crate::tls::identity::PeerIdentity;
+}
 
 use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use config::Config;
+pub use config::{Config, ConfigError};
 
 /// Why the proxy could not start serving.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use http::HeaderName;
 
+use super::problems::{resolve, Problems};
 use super::raw::{RawAudit, RawAuthz, RawIdentity, RawMatch, RawRule};
-use super::validate::Problems;
 use super::AuditTarget as SinkTarget;
 use super::{AuditConfig, IdentityHeaderConfig};
 use crate::authz::pattern::{FieldKind, Pattern};
@@ -220,7 +220,7 @@ pub(super) fn validate_audit(
             SinkTarget::Stdout
         }
         Some(path) => {
-            let path = super::validate::resolve(base, path);
+            let path = resolve(base, path);
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 if !dir.is_dir() {
                     p.add(

@@ -4,9 +4,10 @@
 //! during validation, so a config that validates is one the proxy can serve.
 
 mod authz;
+mod limits;
+mod problems;
 mod raw;
 mod validate;
-mod wire;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use rustls::pki_types::ServerName;
 use crate::tls::client::ClientTlsMaterial;
 use crate::tls::server::ServerTlsMaterial;
 
-pub use validate::Problem;
+pub use problems::Problem;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -203,7 +204,7 @@ pub enum ConfigError {
         #[source]
         source: toml::de::Error,
     },
-    #[error("{origin}: {} problem(s):\n{}", problems.len(), validate::render(problems))]
+    #[error("{origin}: {} problem(s):\n{}", problems.len(), problems::render(problems))]
     Invalid {
         origin: String,
         problems: Vec<Problem>,

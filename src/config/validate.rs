@@ -2,7 +2,6 @@
 //! files that exist and parse, keys that match certificates, cross-field
 //! rules. Every problem is collected; none stops the others from being found.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +9,7 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 
+use super::problems::{resolve, Problem, Problems};
 use super::raw::{RawAdmin, RawConfig, RawShutdown, RawTls, RawUpstream};
 use super::{
     AdminConfig, Config, ListenConfig, ShutdownConfig, TlsConfig, UpstreamConfig, UpstreamScheme,
@@ -19,99 +19,11 @@ use crate::tls::client::ClientTlsMaterial;
 use crate::tls::material;
 use crate::tls::server::{MinTlsVersion, ServerTlsMaterial};
 
-/// One thing wrong with the config, naming its key (`tls.cert`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub key: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
-pub(super) fn render(problems: &[Problem]) -> String {
-    let mut out = String::new();
-    for p in problems {
-        let _ = writeln!(out, "  - {p}");
-    }
-    out.truncate(out.trim_end().len());
-    out
-}
-
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longer than Temporal's 70 s long polls, so a drain lets them finish.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_UPSTREAM_STREAMS: u32 = 100;
-
-#[derive(Default)]
-pub(super) struct Problems(Vec<Problem>);
-
-impl Problems {
-    pub(super) fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub(super) fn add(&mut self, key: &str, message: impl Into<String>) {
-        self.0.push(Problem {
-            key: key.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    fn required<T>(&mut self, key: &str, value: Option<T>) -> Option<T> {
-        if value.is_none() {
-            self.add(key, "is required");
-        }
-        value
-    }
-
-    pub(super) fn duration(
-        &mut self,
-        key: &str,
-        value: Option<&str>,
-        default: Duration,
-    ) -> Duration {
-        let Some(text) = value else { return default };
-        match humantime::parse_duration(text) {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => {
-                self.add(key, "must be greater than zero");
-                default
-            }
-            Err(e) => {
-                self.add(
-                    key,
-                    format!("{text:?} is not a duration ({e}); write it like \"10s\", \"5m\" or \"1h30m\""),
-                );
-                default
-            }
-        }
-    }
-
-    /// Runs a file loader, recording its error under `key`.
-    fn load<T, E: std::fmt::Display>(&mut self, key: &str, result: Result<T, E>) -> Option<T> {
-        match result {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.add(key, e.to_string());
-                None
-            }
-        }
-    }
-}
-
-pub(super) fn resolve(base: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_owned()
-    } else {
-        base.join(p)
-    }
-}
 
 pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
     let mut p = Problems::default();
@@ -140,9 +52,9 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Proble
         .limits
         .as_ref()
         .is_some_and(|l| l.connection_buffer.is_some());
-    let limits = super::wire::validate_limits(&mut p, raw.limits);
-    let http2 = super::wire::validate_http2(&mut p, raw.http2, &limits, buffer_set);
-    let keepalive = super::wire::validate_keepalive(&mut p, raw.keepalive);
+    let limits = super::limits::validate_limits(&mut p, raw.limits);
+    let http2 = super::limits::validate_http2(&mut p, raw.http2, &limits, buffer_set);
+    let keepalive = super::limits::validate_keepalive(&mut p, raw.keepalive);
     let admin = validate_admin(&mut p, raw.admin.unwrap_or_default());
     let health_local = raw.health.and_then(|h| h.local).unwrap_or(false);
     let worker_threads = match raw.runtime.and_then(|r| r.worker_threads) {
@@ -272,7 +184,7 @@ fn validate_upstream(p: &mut Problems, raw: RawUpstream, base: &Path) -> Option<
     let initial_stream_window_size = p.size(
         "upstream.initial_stream_window_size",
         raw.initial_stream_window_size,
-        super::wire::DEFAULT_UPSTREAM_STREAM_WINDOW,
+        super::limits::DEFAULT_UPSTREAM_STREAM_WINDOW,
         16 * 1024,
         (1 << 31) - 1,
     ) as u32;

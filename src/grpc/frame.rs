@@ -243,6 +243,7 @@ impl ReadBudget {
     }
 
     /// Bytes of the budget not held now.
+    #[cfg(test)]
     pub fn available(&self) -> usize {
         self.permits.available_permits()
     }

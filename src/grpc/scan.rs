@@ -42,7 +42,7 @@ enum State {
     /// Inside a payload, `remaining` (never 0) bytes to go.
     Payload { remaining: u32 },
     /// A prefix was refused: nothing after it may pass.
-    Refused(Refusal),
+    Refused(Stop),
 }
 
 const BETWEEN: State = State::Prefix {
@@ -51,16 +51,16 @@ const BETWEEN: State = State::Prefix {
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
+enum Stop {
     TooLarge { size: u64, limit: u64 },
     BadFlag(u8),
 }
 
-impl Refusal {
+impl Stop {
     fn at(self, at: usize) -> Scan {
         match self {
-            Refusal::TooLarge { size, limit } => Scan::TooLarge { at, size, limit },
-            Refusal::BadFlag(flag) => Scan::BadFlag { at, flag },
+            Stop::TooLarge { size, limit } => Scan::TooLarge { at, size, limit },
+            Stop::BadFlag(flag) => Scan::BadFlag { at, flag },
         }
     }
 }
@@ -134,8 +134,8 @@ impl MessageScanner {
                     }
                     let refusal = match parse_prefix(*bytes) {
                         // `parse_prefix` refuses nothing but the flag.
-                        Err(_) => Refusal::BadFlag(bytes[0]),
-                        Ok(prefix) if prefix.len > self.limit => Refusal::TooLarge {
+                        Err(_) => Stop::BadFlag(bytes[0]),
+                        Ok(prefix) if prefix.len > self.limit => Stop::TooLarge {
                             size: u64::from(prefix.len),
                             limit: u64::from(self.limit),
                         },
@@ -184,11 +184,11 @@ pub enum LimitError<E> {
     Inner(E),
 }
 
-impl<E> From<Refusal> for LimitError<E> {
-    fn from(refusal: Refusal) -> Self {
+impl<E> From<Stop> for LimitError<E> {
+    fn from(refusal: Stop) -> Self {
         match refusal {
-            Refusal::TooLarge { size, limit } => LimitError::TooLarge { size, limit },
-            Refusal::BadFlag(flag) => LimitError::BadFlag(flag),
+            Stop::TooLarge { size, limit } => LimitError::TooLarge { size, limit },
+            Stop::BadFlag(flag) => LimitError::BadFlag(flag),
         }
     }
 }
@@ -207,7 +207,7 @@ pub struct LimitedBody<B> {
     /// The second of two pieces to yield for one chunk.
     pending: Option<Bytes>,
     /// To yield after `pending`, ending the body.
-    stop: Option<Refusal>,
+    stop: Option<Stop>,
     done: bool,
     /// A body that ends inside a message is passed on as it ended (the
     /// request side: the frontend then answers as it does to such a body)
@@ -291,13 +291,13 @@ impl<B> LimitedBody<B> {
                 self.then(before, chunk.slice(..keep))
             }
             Scan::TooLarge { at, size, limit } => {
-                self.refuse(Refusal::TooLarge { size, limit }, at, chunk)
+                self.refuse(Stop::TooLarge { size, limit }, at, chunk)
             }
-            Scan::BadFlag { at, flag } => self.refuse(Refusal::BadFlag(flag), at, chunk),
+            Scan::BadFlag { at, flag } => self.refuse(Stop::BadFlag(flag), at, chunk),
         }
     }
 
-    fn refuse(&mut self, refusal: Refusal, at: usize, chunk: Bytes) -> Option<Bytes> {
+    fn refuse(&mut self, refusal: Stop, at: usize, chunk: Bytes) -> Option<Bytes> {
         self.stop = Some(refusal);
         let before = std::mem::take(&mut self.held);
         if at == 0 {

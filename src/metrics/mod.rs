@@ -85,10 +85,6 @@ use labels::{
 /// Prefix of every exported metric name.
 pub const PREFIX: &str = "temporal_mtls_proxy";
 
-/// Namespaces that keep their own label value before the rest count as
-/// `other`.
-pub const DEFAULT_NAMESPACE_CAP: usize = 100;
-
 /// Longer namespace names count as `other`: Temporal refuses them anyway
 /// (its `limit.maxIDLength`, default 1000 bytes, covers namespace names), and
 /// the cap alone would let 100 label values of up to a request's size each
@@ -197,7 +193,7 @@ pub struct Metrics {
 impl Metrics {
     /// Creates and registers every metric. `namespace_cap` is how many
     /// distinct namespaces keep their own label value
-    /// ([`DEFAULT_NAMESPACE_CAP`] unless configured).
+    /// (`admin.max_namespace_labels`, 100 by default).
     pub fn new(namespace_cap: usize) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix(PREFIX);
 
@@ -316,7 +312,7 @@ impl Metrics {
         );
         start_at_zero(
             &handshake_failures,
-            crate::tls::handshake::Refusal::LABELS.map(|reason| ReasonLabels { reason }),
+            crate::tls::handshake::HandshakeRefusal::LABELS.map(|reason| ReasonLabels { reason }),
         );
         start_at_zero(
             &message_size_refusals,
@@ -379,7 +375,7 @@ impl Metrics {
     }
 
     /// Counts a failed or refused client handshake; `reason` is the short
-    /// label of the refusal (`tls::handshake::Refusal::label`).
+    /// label of the refusal (`tls::handshake::HandshakeRefusal::label`).
     pub fn handshake_failed(&self, reason: &'static str) {
         self.handshake_failures
             .get_or_create(&ReasonLabels { reason })
@@ -505,6 +501,7 @@ impl Metrics {
     }
 
     /// The exposition in OpenMetrics text format.
+    #[cfg(test)]
     pub fn encode(&self) -> String {
         self.encode_as(Format::OpenMetrics)
     }

@@ -77,7 +77,7 @@ fn exercise_everything(metrics: &Metrics) -> Vec<OpenGuard> {
 
 #[test]
 fn encode_contains_every_family_in_both_formats() {
-    let metrics = Metrics::new(DEFAULT_NAMESPACE_CAP);
+    let metrics = Metrics::new(100);
     let _open = exercise_everything(&metrics);
     for format in [Format::OpenMetrics, Format::PrometheusText] {
         let text = metrics.encode_as(format);
@@ -98,7 +98,7 @@ fn encode_contains_every_family_in_both_formats() {
 
 #[test]
 fn closed_label_sets_start_at_zero_and_open_ones_appear_on_first_use() {
-    let metrics = Metrics::new(DEFAULT_NAMESPACE_CAP);
+    let metrics = Metrics::new(100);
     let text = metrics.encode();
     for series in [
         r#"temporal_mtls_proxy_connections_refused_total{reason="max_connections"}"#,
@@ -128,7 +128,7 @@ fn closed_label_sets_start_at_zero_and_open_ones_appear_on_first_use() {
 
 #[test]
 fn counters_increment_exactly() {
-    let metrics = Metrics::new(DEFAULT_NAMESPACE_CAP);
+    let metrics = Metrics::new(100);
     let first = metrics.connection_accepted();
     let second = metrics.connection_accepted();
     let third = metrics.connection_accepted();
@@ -288,7 +288,7 @@ fn counters_increment_exactly() {
 
 #[test]
 fn the_101st_namespace_counts_as_other() {
-    let metrics = Metrics::new(DEFAULT_NAMESPACE_CAP);
+    let metrics = Metrics::new(100);
     let series = |ns: &str| {
         format!(
             r#"temporal_mtls_proxy_calls_total{{method="DescribeNamespace",namespace="{ns}",grpc_status="OK"}}"#
@@ -328,7 +328,7 @@ fn namespace_cap_zero_and_overlong_names() {
     assert!(text.contains(r#"namespace="other""#), "{text}");
     assert!(!text.contains(r#"namespace="default""#), "{text}");
 
-    let metrics = Metrics::new(DEFAULT_NAMESPACE_CAP);
+    let metrics = Metrics::new(100);
     let huge = "n".repeat(MAX_NAMESPACE_LABEL_LEN + 1);
     metrics.record_call(&call(Some("DescribeNamespace"), Some(&huge), 0));
     let text = metrics.encode();
@@ -361,7 +361,7 @@ fn racing_first_calls_never_exceed_the_cap() {
 
 #[test]
 fn label_values_are_escaped() {
-    let metrics = Metrics::new(DEFAULT_NAMESPACE_CAP);
+    let metrics = Metrics::new(100);
     metrics.record_call(&call(Some("DescribeNamespace"), Some("a\"b\\c\nd"), 0));
     for format in [Format::OpenMetrics, Format::PrometheusText] {
         let text = metrics.encode_as(format);
@@ -374,7 +374,7 @@ fn label_values_are_escaped() {
 
 #[test]
 fn long_polls_land_below_the_top_bucket() {
-    let metrics = Metrics::new(DEFAULT_NAMESPACE_CAP);
+    let metrics = Metrics::new(100);
     metrics.record_call(&FinishedCall {
         duration: Duration::from_secs(70),
         ..call(Some("PollActivityTaskQueue"), Some("default"), 0)
@@ -396,7 +396,7 @@ fn long_polls_land_below_the_top_bucket() {
 
 #[test]
 fn set_certificates_replaces_the_previous_set() {
-    let metrics = Metrics::new(DEFAULT_NAMESPACE_CAP);
+    let metrics = Metrics::new(100);
     let now = SystemTime::now();
     let hours = |h: u64| now + Duration::from_secs(h * 3600);
     metrics.set_certificates(
@@ -476,7 +476,7 @@ fn seconds_until_counts_down_and_goes_negative() {
 
 #[test]
 fn audit_drops_are_read_at_scrape_time_and_stay_monotonic() {
-    let metrics = Metrics::new(DEFAULT_NAMESPACE_CAP);
+    let metrics = Metrics::new(100);
     let total = |m: &Metrics| sample(&m.encode(), "temporal_mtls_proxy_audit_lines_dropped_total");
     assert_eq!(total(&metrics), Some(0.0));
 

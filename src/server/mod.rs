@@ -85,7 +85,7 @@ impl Server {
 /// drain timeout to finish.
 pub async fn serve(
     listener: TcpListener,
-    shared: Arc<Server>,
+    server: Arc<Server>,
     mut workers: workers::Workers,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -98,22 +98,22 @@ pub async fn serve(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+                    let Ok(permit) = server.connections.clone().try_acquire_owned() else {
                         // At the limit: refuse at once (close), count, log.
-                        let refused = shared.refused_connections.fetch_add(1, Ordering::Relaxed) + 1;
-                        shared.metrics.connection_refused(ConnectionRefusal::MaxConnections);
+                        let refused = server.refused_connections.fetch_add(1, Ordering::Relaxed) + 1;
+                        server.metrics.connection_refused(ConnectionRefusal::MaxConnections);
                         if crate::logging::limit::CONNECTION_LIMIT.admit() {
-                            tracing::warn!(peer = %peer, limit = shared.max_connections, refused_total = refused, "connection refused: limits.max_connections reached");
+                            tracing::warn!(peer = %peer, limit = server.max_connections, refused_total = refused, "connection refused: limits.max_connections reached");
                         }
                         drop(tcp);
                         continue;
                     };
                     let _ = tcp.set_nodelay(true);
-                    let open = shared.metrics.connection_accepted();
-                    let shared = shared.clone();
+                    let open = server.metrics.connection_accepted();
+                    let server = server.clone();
                     let token = token.clone();
                     workers.spawn(&tracker, tcp, peer, move |tcp, forward| async move {
-                        connection::handle(tcp, peer, shared, forward, token).await;
+                        connection::handle(tcp, peer, server, forward, token).await;
                         drop(open);
                         drop(permit);
                     });
@@ -129,10 +129,10 @@ pub async fn serve(
     }
     drop(listener);
     let open = tracker.len();
-    tracing::info!(connections = open, drain_timeout = %humantime::format_duration(shared.drain_timeout), "draining: listener closed, sending GOAWAY");
+    tracing::info!(connections = open, drain_timeout = %humantime::format_duration(server.drain_timeout), "draining: listener closed, sending GOAWAY");
     token.cancel();
     tracker.close();
-    if tokio::time::timeout(shared.drain_timeout, tracker.wait())
+    if tokio::time::timeout(server.drain_timeout, tracker.wait())
         .await
         .is_err()
     {

@@ -60,7 +60,7 @@ impl Workers {
             let (handle_tx, handle_rx) = std::sync::mpsc::channel();
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
             std::thread::Builder::new()
-                .name(format!("tmp-worker-{index}"))
+                .name(format!("proxy-worker-{index}"))
                 .spawn(move || {
                     let runtime = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()

@@ -1,7 +1,7 @@
 //! Accepting one TLS connection: refusing clients that do not speak TLS at
 //! all (with a plaintext answer they can understand), running the rustls
 //! handshake under a timeout, requiring ALPN `h2`, and turning every failure
-//! into a [`Refusal`] whose text an operator understands without a TLS
+//! into a [`HandshakeRefusal`] whose text an operator understands without a TLS
 //! manual.
 
 use std::net::SocketAddr;
@@ -36,7 +36,7 @@ pub struct ConnectionInfo {
 
 /// Why a connection was refused before any HTTP/2 was spoken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub enum HandshakeRefusal {
     #[error("no client certificate presented")]
     NoClientCertificate,
     #[error("client certificate is not issued by a trusted CA (unknown CA)")]
@@ -80,8 +80,8 @@ pub enum Refusal {
     Io(String),
 }
 
-impl Refusal {
-    /// Every [`Refusal::label`], for the metrics (whose series start at
+impl HandshakeRefusal {
+    /// Every [`HandshakeRefusal::label`], for the metrics (whose series start at
     /// zero); a test checks the two agree.
     pub const LABELS: [&'static str; 19] = [
         "no_client_certificate",
@@ -108,32 +108,32 @@ impl Refusal {
     /// A short stable label (for metrics and log fields).
     pub fn label(&self) -> &'static str {
         match self {
-            Refusal::NoClientCertificate => "no_client_certificate",
-            Refusal::UnknownCa => "unknown_ca",
-            Refusal::BadSignature => "bad_signature",
-            Refusal::Expired { .. } => "expired",
-            Refusal::NotYetValid { .. } => "not_yet_valid",
-            Refusal::Revoked => "revoked",
-            Refusal::WrongKeyUsage => "wrong_key_usage",
-            Refusal::BadCertificate(_) => "bad_certificate",
-            Refusal::UnreadableCertificate(_) => "unreadable_certificate",
-            Refusal::NoAlpnH2 { .. } => "no_alpn_h2",
-            Refusal::PlaintextH2 => "plaintext_h2c",
-            Refusal::PlaintextHttp1 => "plaintext_http1",
-            Refusal::NotTls(_) => "not_tls",
-            Refusal::Incompatible(_) => "incompatible",
-            Refusal::ClientAlert(_) => "client_alert",
-            Refusal::Timeout(_) => "timeout",
-            Refusal::Closed => "closed",
-            Refusal::Tls(_) => "tls_error",
-            Refusal::Io(_) => "io_error",
+            HandshakeRefusal::NoClientCertificate => "no_client_certificate",
+            HandshakeRefusal::UnknownCa => "unknown_ca",
+            HandshakeRefusal::BadSignature => "bad_signature",
+            HandshakeRefusal::Expired { .. } => "expired",
+            HandshakeRefusal::NotYetValid { .. } => "not_yet_valid",
+            HandshakeRefusal::Revoked => "revoked",
+            HandshakeRefusal::WrongKeyUsage => "wrong_key_usage",
+            HandshakeRefusal::BadCertificate(_) => "bad_certificate",
+            HandshakeRefusal::UnreadableCertificate(_) => "unreadable_certificate",
+            HandshakeRefusal::NoAlpnH2 { .. } => "no_alpn_h2",
+            HandshakeRefusal::PlaintextH2 => "plaintext_h2c",
+            HandshakeRefusal::PlaintextHttp1 => "plaintext_http1",
+            HandshakeRefusal::NotTls(_) => "not_tls",
+            HandshakeRefusal::Incompatible(_) => "incompatible",
+            HandshakeRefusal::ClientAlert(_) => "client_alert",
+            HandshakeRefusal::Timeout(_) => "timeout",
+            HandshakeRefusal::Closed => "closed",
+            HandshakeRefusal::Tls(_) => "tls_error",
+            HandshakeRefusal::Io(_) => "io_error",
         }
     }
 
     /// Connections that closed without trying (TCP health checks, port
     /// scans) are not worth a warning.
     pub fn is_quiet(&self) -> bool {
-        matches!(self, Refusal::Closed)
+        matches!(self, HandshakeRefusal::Closed)
     }
 }
 
@@ -162,10 +162,10 @@ pub async fn accept(
     peer: SocketAddr,
     config: Arc<ServerConfig>,
     timeout: Duration,
-) -> Result<Accepted, Refusal> {
+) -> Result<Accepted, HandshakeRefusal> {
     let (stream, sni) = match tokio::time::timeout(timeout, accept_inner(tcp, config)).await {
         Ok(result) => result?,
-        Err(_) => return Err(Refusal::Timeout(timeout)),
+        Err(_) => return Err(HandshakeRefusal::Timeout(timeout)),
     };
     // The certificate was verified by the handshake; reading it cannot fail
     // for one webpki accepted, but if it does, refuse.
@@ -176,7 +176,7 @@ pub async fn accept(
         .and_then(|certs| certs.first());
     let identity = match leaf.map(|der| PeerIdentity::from_der(der)) {
         Some(Ok(id)) => Some(Arc::new(id)),
-        Some(Err(e)) => return Err(Refusal::UnreadableCertificate(e.to_string())),
+        Some(Err(e)) => return Err(HandshakeRefusal::UnreadableCertificate(e.to_string())),
         None => None,
     };
     Ok(Accepted {
@@ -192,13 +192,13 @@ pub async fn accept(
 async fn accept_inner(
     tcp: TcpStream,
     config: Arc<ServerConfig>,
-) -> Result<(TlsStream<TcpStream>, Option<String>), Refusal> {
+) -> Result<(TlsStream<TcpStream>, Option<String>), HandshakeRefusal> {
     let mut first = [0u8; 1];
     match tcp.peek(&mut first).await {
-        Ok(0) => return Err(Refusal::Closed),
+        Ok(0) => return Err(HandshakeRefusal::Closed),
         Ok(_) if first[0] != TLS_HANDSHAKE_RECORD => return Err(refuse_plaintext(tcp).await),
         Ok(_) => {}
-        Err(e) => return Err(Refusal::Io(e.to_string())),
+        Err(e) => return Err(HandshakeRefusal::Io(e.to_string())),
     }
 
     let mut lazy = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
@@ -233,7 +233,7 @@ async fn accept_inner(
         // The handshake itself completed (the client offered no ALPN at
         // all): end it with close_notify.
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
-        return Err(Refusal::NoAlpnH2 { offered });
+        return Err(HandshakeRefusal::NoAlpnH2 { offered });
     }
     Ok((stream, sni))
 }
@@ -260,7 +260,7 @@ const LINGER: Duration = Duration::from_secs(1);
 
 /// A client that does not speak TLS: read enough to tell what it speaks,
 /// answer in its own protocol that TLS is required, and refuse.
-async fn refuse_plaintext(mut tcp: TcpStream) -> Refusal {
+async fn refuse_plaintext(mut tcp: TcpStream) -> HandshakeRefusal {
     let mut buf = [0u8; 24];
     let mut n = 0;
     // Enough bytes to recognise the request, or whatever came within 1 s.
@@ -276,17 +276,17 @@ async fn refuse_plaintext(mut tcp: TcpStream) -> Refusal {
     let got = &buf[..n];
     let message = b"this port requires TLS with a client certificate (mTLS)";
     let (refusal, reply) = if got.starts_with(H2_PREFACE) {
-        (Refusal::PlaintextH2, h2_goaway(message))
+        (HandshakeRefusal::PlaintextH2, h2_goaway(message))
     } else if looks_like_http1(got) {
         let mut reply = Vec::from(
             &b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"[..],
         );
         reply.extend_from_slice(message);
         reply.push(b'\n');
-        (Refusal::PlaintextHttp1, reply)
+        (HandshakeRefusal::PlaintextHttp1, reply)
     } else {
         let hex: Vec<String> = got.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        (Refusal::NotTls(hex.join(" ")), Vec::new())
+        (HandshakeRefusal::NotTls(hex.join(" ")), Vec::new())
     };
     if !reply.is_empty() {
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -335,7 +335,7 @@ fn h2_goaway(debug: &[u8]) -> Vec<u8> {
     out
 }
 
-fn classify_io(e: &std::io::Error, offered_alpn: &[String]) -> Refusal {
+fn classify_io(e: &std::io::Error, offered_alpn: &[String]) -> HandshakeRefusal {
     if let Some(tls) = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -345,45 +345,49 @@ fn classify_io(e: &std::io::Error, offered_alpn: &[String]) -> Refusal {
     match e.kind() {
         std::io::ErrorKind::UnexpectedEof
         | std::io::ErrorKind::ConnectionReset
-        | std::io::ErrorKind::BrokenPipe => Refusal::Closed,
-        _ => Refusal::Io(e.to_string()),
+        | std::io::ErrorKind::BrokenPipe => HandshakeRefusal::Closed,
+        _ => HandshakeRefusal::Io(e.to_string()),
     }
 }
 
 /// Maps a rustls error to the reason an operator reads.
-pub fn classify(e: &rustls::Error, offered_alpn: &[String]) -> Refusal {
+pub fn classify(e: &rustls::Error, offered_alpn: &[String]) -> HandshakeRefusal {
     use rustls::Error as E;
     match e {
-        E::NoCertificatesPresented => Refusal::NoClientCertificate,
+        E::NoCertificatesPresented => HandshakeRefusal::NoClientCertificate,
         E::InvalidCertificate(c) => match c {
-            CertificateError::UnknownIssuer => Refusal::UnknownCa,
-            CertificateError::BadSignature => Refusal::BadSignature,
-            CertificateError::Expired => Refusal::Expired { not_after: None },
-            CertificateError::ExpiredContext { not_after, .. } => Refusal::Expired {
+            CertificateError::UnknownIssuer => HandshakeRefusal::UnknownCa,
+            CertificateError::BadSignature => HandshakeRefusal::BadSignature,
+            CertificateError::Expired => HandshakeRefusal::Expired { not_after: None },
+            CertificateError::ExpiredContext { not_after, .. } => HandshakeRefusal::Expired {
                 not_after: Some(unix_to_system(not_after)),
             },
-            CertificateError::NotValidYet => Refusal::NotYetValid { not_before: None },
-            CertificateError::NotValidYetContext { not_before, .. } => Refusal::NotYetValid {
-                not_before: Some(unix_to_system(not_before)),
-            },
-            CertificateError::Revoked => Refusal::Revoked,
-            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
-                Refusal::WrongKeyUsage
+            CertificateError::NotValidYet => HandshakeRefusal::NotYetValid { not_before: None },
+            CertificateError::NotValidYetContext { not_before, .. } => {
+                HandshakeRefusal::NotYetValid {
+                    not_before: Some(unix_to_system(not_before)),
+                }
             }
-            other => Refusal::BadCertificate(format!("{other:?}")),
+            CertificateError::Revoked => HandshakeRefusal::Revoked,
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                HandshakeRefusal::WrongKeyUsage
+            }
+            other => HandshakeRefusal::BadCertificate(format!("{other:?}")),
         },
-        E::NoApplicationProtocol => Refusal::NoAlpnH2 {
+        E::NoApplicationProtocol => HandshakeRefusal::NoAlpnH2 {
             offered: offered_alpn.to_vec(),
         },
-        E::PeerIncompatible(p) => Refusal::Incompatible(format!("{p:?}")),
+        E::PeerIncompatible(p) => HandshakeRefusal::Incompatible(format!("{p:?}")),
         E::AlertReceived(alert) => match alert {
-            AlertDescription::NoApplicationProtocol => Refusal::NoAlpnH2 {
+            AlertDescription::NoApplicationProtocol => HandshakeRefusal::NoAlpnH2 {
                 offered: offered_alpn.to_vec(),
             },
-            other => Refusal::ClientAlert(format!("{other:?}")),
+            other => HandshakeRefusal::ClientAlert(format!("{other:?}")),
         },
-        E::InvalidMessage(_) | E::InappropriateMessage { .. } => Refusal::NotTls(e.to_string()),
-        other => Refusal::Tls(other.to_string()),
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } => {
+            HandshakeRefusal::NotTls(e.to_string())
+        }
+        other => HandshakeRefusal::Tls(other.to_string()),
     }
 }
 
@@ -393,7 +397,7 @@ fn unix_to_system(t: &rustls::pki_types::UnixTime) -> SystemTime {
 
 /// Logs a refusal as one line (a warning, except for probes that just
 /// connect and close).
-pub fn log_refusal(peer: SocketAddr, refusal: &Refusal) {
+pub fn log_refusal(peer: SocketAddr, refusal: &HandshakeRefusal) {
     if refusal.is_quiet() {
         tracing::debug!(peer = %peer, reason = %refusal, kind = refusal.label(), "TLS handshake refused");
     } else if crate::logging::limit::HANDSHAKE_REFUSED.admit() {
@@ -458,27 +462,27 @@ mod tests {
     #[test]
     fn every_label_is_listed_once() {
         let every = [
-            Refusal::NoClientCertificate,
-            Refusal::UnknownCa,
-            Refusal::BadSignature,
-            Refusal::Expired { not_after: None },
-            Refusal::NotYetValid { not_before: None },
-            Refusal::Revoked,
-            Refusal::WrongKeyUsage,
-            Refusal::BadCertificate(String::new()),
-            Refusal::UnreadableCertificate(String::new()),
-            Refusal::NoAlpnH2 { offered: vec![] },
-            Refusal::PlaintextH2,
-            Refusal::PlaintextHttp1,
-            Refusal::NotTls(String::new()),
-            Refusal::Incompatible(String::new()),
-            Refusal::ClientAlert(String::new()),
-            Refusal::Timeout(Duration::ZERO),
-            Refusal::Closed,
-            Refusal::Tls(String::new()),
-            Refusal::Io(String::new()),
+            HandshakeRefusal::NoClientCertificate,
+            HandshakeRefusal::UnknownCa,
+            HandshakeRefusal::BadSignature,
+            HandshakeRefusal::Expired { not_after: None },
+            HandshakeRefusal::NotYetValid { not_before: None },
+            HandshakeRefusal::Revoked,
+            HandshakeRefusal::WrongKeyUsage,
+            HandshakeRefusal::BadCertificate(String::new()),
+            HandshakeRefusal::UnreadableCertificate(String::new()),
+            HandshakeRefusal::NoAlpnH2 { offered: vec![] },
+            HandshakeRefusal::PlaintextH2,
+            HandshakeRefusal::PlaintextHttp1,
+            HandshakeRefusal::NotTls(String::new()),
+            HandshakeRefusal::Incompatible(String::new()),
+            HandshakeRefusal::ClientAlert(String::new()),
+            HandshakeRefusal::Timeout(Duration::ZERO),
+            HandshakeRefusal::Closed,
+            HandshakeRefusal::Tls(String::new()),
+            HandshakeRefusal::Io(String::new()),
         ];
-        let labels: Vec<&str> = every.iter().map(Refusal::label).collect();
-        assert_eq!(labels, Refusal::LABELS);
+        let labels: Vec<&str> = every.iter().map(HandshakeRefusal::label).collect();
+        assert_eq!(labels, HandshakeRefusal::LABELS);
     }
 }

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use super::raw::{RawHttp2, RawKeepalive, RawLimits, RawSize};
-use super::validate::Problems;
+use super::problems::Problems;
+use super::raw::{RawHttp2, RawKeepalive, RawLimits};
 use super::{Http2Config, KeepaliveConfig, LimitsConfig};
 
 const KIB: u64 = 1024;
@@ -25,62 +25,6 @@ pub const DEFAULT_FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// grpc-go's own default window; measured on loopback, 1 MiB responses
 /// take no longer through it than through 8 MiB windows.
 pub const DEFAULT_UPSTREAM_STREAM_WINDOW: u64 = 64 * KIB;
-
-/// Parses "4MiB", "64 KiB", "1GiB", "512" (bytes), "16KB" (=KiB, as gRPC
-/// documentation writes it).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => KIB,
-        "m" | "mb" | "mib" => MIB,
-        "g" | "gb" | "gib" => 1024 * MIB,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
-impl Problems {
-    pub(super) fn size(
-        &mut self,
-        key: &str,
-        value: Option<RawSize>,
-        default: u64,
-        min: u64,
-        max: u64,
-    ) -> u64 {
-        let Some(raw) = value else { return default };
-        let parsed = match &raw {
-            RawSize::Bytes(n) => Some(*n),
-            RawSize::Text(t) => parse_size(t),
-        };
-        match parsed {
-            Some(n) if (min..=max).contains(&n) => n,
-            Some(n) => {
-                self.add(key, format!("{n} bytes is outside {min}..={max}"));
-                default
-            }
-            None => {
-                self.add(key, format!("{raw:?} is not a size; write it like \"4MiB\", \"64KiB\" or a number of bytes"));
-                default
-            }
-        }
-    }
-
-    fn count(&mut self, key: &str, value: Option<u64>, default: u64, min: u64, max: u64) -> u64 {
-        match value {
-            None => default,
-            Some(n) if (min..=max).contains(&n) => n,
-            Some(n) => {
-                self.add(key, format!("{n} is outside {min}..={max}"));
-                default
-            }
-        }
-    }
-}
 
 pub(super) fn validate_limits(p: &mut Problems, raw: Option<RawLimits>) -> LimitsConfig {
     let raw = raw.unwrap_or_default();
@@ -261,21 +205,4 @@ pub(super) fn validate_keepalive(p: &mut Problems, raw: Option<RawKeepalive>) ->
         );
     }
     k
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4MiB"), Some(4 * MIB));
-        assert_eq!(parse_size("64 KiB"), Some(64 * KIB));
-        assert_eq!(parse_size("16KB"), Some(16 * KIB));
-        assert_eq!(parse_size("512"), Some(512));
-        assert_eq!(parse_size("1GiB"), Some(1024 * MIB));
-        assert_eq!(parse_size("four MiB"), None);
-        assert_eq!(parse_size("4 parsecs"), None);
-        assert_eq!(parse_size("99999999999999999999GiB"), None);
-    }
 }
