@@ -95,6 +95,15 @@ pub async fn bind(config: &Config) -> Result<TcpListener, RunError> {
         })
 }
 
+/// The addresses a running proxy serves on, once it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    /// The mTLS listener.
+    pub address: std::net::SocketAddr,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`), if on.
+    pub admin: Option<std::net::SocketAddr>,
+}
+
 /// Serves on `listener` until `shutdown` resolves, then drains: readiness
 /// turns false, the listener closes after `shutdown.unready_delay`, every
 /// connection gets GOAWAY, and calls in flight get the drain timeout.
@@ -102,6 +111,17 @@ pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    run_until(config, listener, shutdown, |_| {}).await
+}
+
+/// [`run`], telling `started` the addresses it serves on (a listener bound
+/// to port 0, an admin address of port 0) as soon as it serves.
+pub async fn run_until(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    started: impl FnOnce(Started),
 ) -> Result<(), RunError> {
     let loaded = reload::Loaded::from_config(&config)?;
     let metrics = metrics::Metrics::new(config.admin.max_namespace_labels);
@@ -168,6 +188,10 @@ pub async fn run(
         workers = workers.count(),
         "listening (mTLS, HTTP/2)"
     );
+    started(Started {
+        address: local,
+        admin: admin_listener.as_ref().and_then(|l| l.local_addr().ok()),
+    });
     let admin_stop = tokio_util::sync::CancellationToken::new();
     if let Some(l) = admin_listener {
         let stop = admin_stop.clone();

@@ -56,6 +56,18 @@ pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
 /// is neither a level nor a `target=level` directive is refused, so a typo
 /// cannot silently hide every line (`RUST_LOG` is checked the same way).
 pub fn init(format: LogFormat, level: &str) -> Result<LogGuard, String> {
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    init_to(format, level, std::io::stdout(), ansi)
+}
+
+/// [`init`], writing to `out` instead of stdout (for a process that embeds
+/// the proxy, or tests that read its lines).
+pub fn init_to(
+    format: LogFormat,
+    level: &str,
+    out: impl std::io::Write + Send + 'static,
+    ansi: bool,
+) -> Result<LogGuard, String> {
     let (source, directives) = match std::env::var("RUST_LOG") {
         Ok(env) if !env.trim().is_empty() => ("RUST_LOG", env),
         _ => ("--log-level", level.to_owned()),
@@ -65,21 +77,21 @@ pub fn init(format: LogFormat, level: &str) -> Result<LogGuard, String> {
         .lossy(true)
         .buffered_lines_limit(QUEUE_LINES)
         .thread_name("log-writer")
-        .finish(std::io::stdout());
+        .finish(out);
     let _ = DROPPED.set(writer.error_counter());
-    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(writer);
-    match format {
-        LogFormat::Text => builder.with_target(false).init(),
+    let installed = match format {
+        LogFormat::Text => builder.with_target(false).try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .init(),
-    }
+            .try_init(),
+    };
+    installed.map_err(|e| format!("cannot install the log subscriber: {e}"))?;
     Ok(LogGuard(guard))
 }
 
