@@ -237,6 +237,9 @@ fn expiries<'a>(ders: impl Iterator<Item = &'a [u8]>) -> Vec<(String, SystemTime
     .collect()
 }
 
+/// Subjects and expiry times of some certificates.
+pub type CertificateDates = Vec<(String, SystemTime)>;
+
 /// The certificates of a TLS material in force, for readiness and the
 /// expiry metrics: the server leaf, and each CA of the client CA bundle
 /// (read from its file: the loaded bundle holds trust anchors, without
@@ -244,7 +247,7 @@ fn expiries<'a>(ders: impl Iterator<Item = &'a [u8]>) -> Vec<(String, SystemTime
 pub fn certificate_expiries(
     server_chain: &[rustls_pki_types::CertificateDer<'_>],
     client_ca: &std::path::Path,
-) -> (Vec<(String, SystemTime)>, Vec<(String, SystemTime)>) {
+) -> (CertificateDates, CertificateDates) {
     let server = expiries(server_chain.iter().take(1).map(|c| c.as_ref()));
     let cas = std::fs::read(client_ca)
         .ok()

@@ -338,3 +338,35 @@ fn read_budget_and_upstream_window_are_validated() {
     );
     assert!(err.contains("limits.first_message_timeout"), "{err}");
 }
+
+/// A client certificate for an https upstream: each file's problem under
+/// its own key, both reported when both are missing.
+#[test]
+fn upstream_cert_and_key_problems_are_named_by_their_own_keys() {
+    let pki = TestPki::new();
+    let config = format!(
+        "[listen]\naddress = \"127.0.0.1:7443\"\n[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
+         [upstream]\naddress = \"https://127.0.0.1:7233\"\nca = {:?}\ncert = \"/nonexistent/client.pem\"\nkey = \"/nonexistent/client.key\"\n",
+        pki.server_cert.display().to_string(),
+        pki.server_key.display().to_string(),
+        pki.ca.display().to_string(),
+        pki.ca.display().to_string(),
+    );
+    let out = check(&config);
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert!(err.contains("upstream.cert: "), "{err}");
+    assert!(err.contains("upstream.key: "), "{err}");
+    assert!(err.contains("/nonexistent/client.key"), "{err}");
+    // A key that does not belong to the certificate is the key's problem.
+    let other = pki.client_cert("other", support::pki::ClientSpec::cn("other"));
+    let config = config
+        .replace(
+            "/nonexistent/client.pem",
+            &pki.client.cert.display().to_string(),
+        )
+        .replace("/nonexistent/client.key", &other.key.display().to_string());
+    let err = stderr(&check(&config));
+    assert!(err.contains("upstream.key: "), "{err}");
+    assert!(!err.contains("upstream.cert: "), "{err}");
+}

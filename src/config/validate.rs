@@ -220,12 +220,22 @@ fn validate_upstream(p: &mut Problems, raw: RawUpstream, base: &Path) -> Option<
                 p.load("upstream.ca", material::load_ca_bundle(&resolve(base, &ca)))
             });
             let client_key = match (raw.cert, raw.key) {
-                (Some(c), Some(k)) => p
-                    .load(
-                        "upstream.cert",
-                        material::load_certified_key(&resolve(base, &c), &resolve(base, &k)),
-                    )
-                    .map(Some),
+                (Some(c), Some(k)) => {
+                    // Each file under its own key, then the pair, as for
+                    // tls.cert and tls.key.
+                    let (c, k) = (resolve(base, &c), resolve(base, &k));
+                    let chain = p.load("upstream.cert", material::load_cert_chain(&c));
+                    let key_der = p.load("upstream.key", material::load_private_key(&k));
+                    match (chain, key_der) {
+                        (Some(chain), Some(key_der)) => p
+                            .load(
+                                "upstream.key",
+                                material::certified_key(chain, key_der, &c, &k),
+                            )
+                            .map(Some),
+                        _ => None,
+                    }
+                }
                 (None, None) => Some(None),
                 (Some(_), None) => {
                     p.add("upstream.key", "is required when upstream.cert is set");

@@ -107,8 +107,6 @@ const CALL_DURATION_BUCKETS: [f64; 17] = [
     100.0,
 ];
 
-/// The exposition formats `/metrics` can answer in.
-
 /// One finished call, as [`Metrics::record_call`] counts it.
 #[derive(Clone, Copy, Debug)]
 pub struct FinishedCall<'a> {

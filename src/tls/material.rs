@@ -130,11 +130,6 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, MaterialE
     })
 }
 
-/// Loads a certificate chain and its key and checks that they belong together.
-pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, MaterialError> {
-    certified_key(load_cert_chain(cert)?, load_private_key(key)?, cert, key)
-}
-
 /// Pairs an already loaded chain and key, checking that they belong together
 /// (the paths are for messages).
 pub fn certified_key(
