@@ -28,27 +28,29 @@
 #   THREADS ["1 2"]          proxy thread counts of the throughput section
 #   PROXY_CPUS / LOAD_CPUS   placement with 1 proxy thread [1 / 0]
 #   PROXY_CPUS_2 / LOAD_CPUS_2  with 2 threads [0-1 / 0-1]
-#                            (LOAD = tmp-bench and the fake frontends; the
-#                            generator and the fake get as many threads as
-#                            LOAD has CPUs)
+#                            (LOAD = temporal-loadgen and the fake frontends;
+#                            the generator and the fake get as many threads
+#                            as LOAD has CPUs)
 #   TP_CONNECTIONS [2] TP_CONCURRENCY [32]   throughput / latency load shape
 #   HS_DIALERS [4]           parallel dialers of the handshakes section
 #   STREAM_CONCURRENCY [4]   1 MiB echo calls in flight (one connection)
-#   PACER_SPIN_US [0]        tmp-bench --pacer-spin-us for the open loop (0:
-#                            the pacer sleeps; spinning would take the load CPU
-#                            from the generator and the fake)
+#   PACER_SPIN_US [0]        temporal-loadgen --pacer-spin-us for the open
+#                            loop (0: the pacer sleeps; spinning would take the
+#                            load CPU from the generator and the fake)
 #   MEM_SIZES ["1000 10000", quick "100"]  N of the memory section
 #   MEM_RUNS [1]             runs per memory cell (fresh proxy each)
 #   HOLD_FOR [12s, quick 5s] SETTLE [4, quick 2]  memory: hold time, and
 #                            seconds before the first memory sample
 #   OUT [target/bench-compare/<timestamp>]  results directory
 #   TARGETS ["h2c direct-tls tmp nginx haproxy"]  what to measure
-#   BIN [target/release]     where tmp-bench, tmp-fake-frontend and the
+#   BIN [target/release]     where temporal-loadgen, temporal-fake-frontend
+#                            (package temporal-mtls-proxy-tools) and the
 #                            proxy are (with --no-build)
 #
-# Results: raw tmp-bench JSON under OUT/raw/, every measurement as a JSON
-# line in OUT/measurements.jsonl, the tables on stdout and in OUT/results.md
-# (markdown for BENCHMARKS.md). Configs and logs of the proxies: OUT/work/.
+# Results: raw temporal-loadgen JSON under OUT/raw/, every measurement as a
+# JSON line in OUT/measurements.jsonl, the tables on stdout and in
+# OUT/results.md (markdown for BENCHMARKS.md). Configs and logs of the
+# proxies: OUT/work/.
 #
 # Every process started here is stopped on exit. All traffic is on 127.0.0.1.
 
@@ -57,8 +59,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HELPER=$ROOT/benches/compare_report.py
 BIN=${BIN:-$ROOT/target/release}
-BENCH=$BIN/tmp-bench
-FAKE=$BIN/tmp-fake-frontend
+BENCH=$BIN/temporal-loadgen
+FAKE=$BIN/temporal-fake-frontend
 PROXY=$BIN/temporal-mtls-proxy
 
 usage() { sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
@@ -204,13 +206,21 @@ if [ ${#MISSING[@]} -gt 0 ]; then
     warn "install with: apt-get install ${MISSING[*]}   (Debian/Ubuntu packages)"
 fi
 
+# Two builds, so the proxy measured is the one `cargo build --release` and
+# `cargo install` make (its dependencies' features not unified with the
+# tools' ones).
+BUILD_PROXY=(cargo build --release --locked --package temporal-mtls-proxy --bin temporal-mtls-proxy)
+BUILD_TOOLS=(cargo build --release --locked --package temporal-mtls-proxy-tools --bins)
 if [ "$BUILD" = 1 ]; then
-    log "cargo build --release --locked --bins"
-    (cd "$ROOT" && cargo build --release --locked --bins) ||
+    log "${BUILD_PROXY[*]}"
+    (cd "$ROOT" && "${BUILD_PROXY[@]}") ||
+        die "the build failed (benches/compare.sh --no-build uses the binaries already in target/release)"
+    log "${BUILD_TOOLS[*]}"
+    (cd "$ROOT" && "${BUILD_TOOLS[@]}") ||
         die "the build failed (benches/compare.sh --no-build uses the binaries already in target/release)"
 fi
 for b in "$BENCH" "$FAKE" "$PROXY"; do
-    [ -x "$b" ] || die "$b is missing: cargo build --release --locked --bins"
+    [ -x "$b" ] || die "$b is missing: ${BUILD_PROXY[*]} && ${BUILD_TOOLS[*]}"
 done
 
 # Many connections in the memory section: as many open files as allowed.
@@ -286,7 +296,7 @@ placement() {
 }
 placement_text() {
     placement "$1"
-    printf 'proxy (%s thread(s)) on CPU %s; tmp-bench (--threads %s) and fake frontend (--threads %s) on CPU %s' \
+    printf 'proxy (%s thread(s)) on CPU %s; temporal-loadgen (--threads %s) and fake frontend (--threads %s) on CPU %s' \
         "$1" "$PROXY_CPUS" "$GEN_THREADS" "$GEN_THREADS" "$LOAD_CPUS"
 }
 
@@ -455,7 +465,7 @@ stop_target() {
     UP[$1]=
 }
 
-# Sets BARGS: tmp-bench's target arguments for $1.
+# Sets BARGS: temporal-loadgen's target arguments for $1.
 target_args() {
     BARGS=(--target "127.0.0.1:${PORT[$1]}")
     if [ "$1" != h2c ]; then
@@ -463,7 +473,7 @@ target_args() {
     fi
 }
 
-# smoke TARGET [tmp-bench args]: 20 calls, all OK, or the target is skipped.
+# smoke TARGET [temporal-loadgen args]: 20 calls, all OK, or the target is skipped.
 smoke() {
     local t=$1 f=$RAW/smoke-$1-$SECTION.json why
     shift
@@ -517,7 +527,7 @@ up_targets() {
     return 0
 }
 
-# run_bench OUTFILE ARGS...: tmp-bench at the current target, on LOAD_CPUS.
+# run_bench OUTFILE ARGS...: temporal-loadgen at the current target, on LOAD_CPUS.
 run_bench() {
     local f=$1
     shift
@@ -525,7 +535,7 @@ run_bench() {
         >"$f" 2>"$f.err"
 }
 
-# measure SECTION TARGET THREADS RUN [key=value...] -- TMP-BENCH ARGS (no --duration)
+# measure SECTION TARGET THREADS RUN [key=value...] -- LOADGEN ARGS (no --duration)
 # A warm-up run, then a measured one with the CPU of the proxy and of the fake.
 measure() {
     local section=$1 t=$2 threads=$3 run=$4 extra=() ppid fake f
@@ -552,7 +562,7 @@ measure() {
     [ -z "$ppid" ] || read -r p0 _ _ _ <<<"$(py procstat "$ppid")"
     read -r f0 _ _ _ <<<"$(py procstat "$fake")"
     w0=$(date +%s%N)
-    run_bench "$f" "$@" --duration "$DURATION" || warn "tmp-bench failed against $t: $(tail -n 3 "$f.err")"
+    run_bench "$f" "$@" --duration "$DURATION" || warn "temporal-loadgen failed against $t: $(tail -n 3 "$f.err")"
     w1=$(date +%s%N)
     [ -z "$ppid" ] || read -r p1 pss rss n <<<"$(py procstat "$ppid")"
     read -r f1 _ _ _ <<<"$(py procstat "$fake")"
@@ -586,7 +596,7 @@ py meta "$META" date="$(date -u '+%Y-%m-%d %H:%M UTC')" cpu="$CPU_MODEL" kernel=
     placement_T1="$P1" placement_T2="$P2" \
     durations="$DURATION per measured run after a $WARMUP warm-up run$([ "$QUICK" = 1 ] && echo ' (--quick)')" \
     runs="$RUNS per cell, medians (memory: $MEM_RUNS per cell)" nofile="$NOFILE" \
-    notes="temporal-mtls-proxy with default settings plus one [authz] rule (so every call is authorized by certificate identity and namespace, and gets the x-forwarded-client-cert header); nginx: grpc_pass with upstream keepalive 64, ssl_verify_client on; HAProxy: proto h2 to the server, http-reuse always, verify required. All three log nothing per call. Fake frontend: tmp-fake-frontend (h2c upstream, and mTLS for the direct row)."
+    notes="temporal-mtls-proxy with default settings plus one [authz] rule (so every call is authorized by certificate identity and namespace, and gets the x-forwarded-client-cert header); nginx: grpc_pass with upstream keepalive 64, ssl_verify_client on; HAProxy: proto h2 to the server, http-reuse always, verify required. All three log nothing per call. Fake frontend: temporal-fake-frontend (h2c upstream, and mTLS for the direct row)."
 
 log "results: $OUT"
 log "nginx: $NGINX_VERSION; HAProxy: $HAPROXY_VERSION; proxy: $PROXY_VERSION"
@@ -601,7 +611,7 @@ read -r -a ALL_TARGETS <<<"${TARGETS:-h2c direct-tls tmp nginx haproxy}"
 section_throughput() {
     SECTION=throughput
     local threads run t
-    py meta "$META" throughput_shape="tmp-bench --method get-system-info --connections $TP_CONNECTIONS --concurrency $TP_CONCURRENCY, $DURATION per run"
+    py meta "$META" throughput_shape="temporal-loadgen --method get-system-info --connections $TP_CONNECTIONS --concurrency $TP_CONCURRENCY, $DURATION per run"
     for threads in $THREADS; do
         log "throughput, $threads proxy thread(s): $(placement_text "$threads")"
         bring_up "$threads" "${ALL_TARGETS[@]}"
@@ -639,7 +649,7 @@ section_latency() {
         src="given with --rate"
     fi
     py meta "$META" latency_rate_source="$src" \
-        latency_shape="tmp-bench --rate $rate --connections $TP_CONNECTIONS --concurrency $TP_CONCURRENCY --pacer-spin-us $PACER_SPIN_US, $DURATION per run"
+        latency_shape="temporal-loadgen --rate $rate --connections $TP_CONNECTIONS --concurrency $TP_CONCURRENCY --pacer-spin-us $PACER_SPIN_US, $DURATION per run"
     log "rate: $rate calls/s ($src)"
     for run in $(seq 1 "$RUNS"); do
         for t in $(up_targets); do
@@ -654,7 +664,7 @@ section_handshakes() {
     SECTION=handshakes
     local run t
     log "handshakes, 1 proxy thread: $(placement_text 1)"
-    py meta "$META" handshake_shape="tmp-bench --mode new-connection --connections $HS_DIALERS --concurrency 1 (parallel dialers, one GetSystemInfo per connection), $DURATION per run"
+    py meta "$META" handshake_shape="temporal-loadgen --mode new-connection --connections $HS_DIALERS --concurrency 1 (parallel dialers, one GetSystemInfo per connection), $DURATION per run"
     bring_up 1 direct-tls "${PROXIES[@]}"
     for run in $(seq 1 "$RUNS"); do
         for t in $(up_targets); do
@@ -669,7 +679,7 @@ section_streaming() {
     SECTION=streaming
     local run t
     log "streaming (1 MiB echo), 1 proxy thread: $(placement_text 1)"
-    py meta "$META" streaming_shape="tmp-bench --method echo --payload-bytes 1048576 --connections 1 --concurrency $STREAM_CONCURRENCY, $DURATION per run"
+    py meta "$META" streaming_shape="temporal-loadgen --method echo --payload-bytes 1048576 --connections 1 --concurrency $STREAM_CONCURRENCY, $DURATION per run"
     bring_up 1 "${ALL_TARGETS[@]}"
     for t in $(up_targets); do
         target_args "$t"
@@ -731,7 +741,7 @@ memory_cell() {
         STARTED+=("$lp")
         sleep "$SETTLE"
         sample_peak $((HOLD_S - SETTLE - 1)) "${PID[$t]}"
-        wait "$lp" || note="tmp-bench failed: $(tail -n 2 "$f.json.err")"
+        wait "$lp" || note="temporal-loadgen failed: $(tail -n 2 "$f.json.err")"
         local peak_open open_end
         peak_open=$(py field "$f.json" hold.peak_open)
         open_end=$(py field "$f.json" hold.open_at_end)
@@ -742,8 +752,9 @@ memory_cell() {
         fi
     else
         conns=$n
-        # Held long enough for the samples below (1 s, then 3 s): tmp-bench
-        # reports how many were still open when the hold ended.
+        # Held long enough for the samples below (1 s, then 3 s):
+        # temporal-loadgen reports how many were still open when the hold
+        # ended.
         taskset -c "$LOAD_CPUS" "$BENCH" "${BARGS[@]}" --threads "$GEN_THREADS" --json \
             --mode idle --connections "$n" --method get-system-info --timeout 10s --hold-for 8s \
             >"$f.json" 2>"$f.json.err" &
@@ -760,10 +771,10 @@ memory_cell() {
         sleep 1
         sample_peak 3 "${PID[$t]}"
         if [ -z "$line" ]; then
-            note="idle connections: not all dialed within 320 s, or tmp-bench failed: $(tail -n 2 "$f.json.err")"
+            note="idle connections: not all dialed within 320 s, or temporal-loadgen failed: $(tail -n 2 "$f.json.err")"
             kill_tree "$lp"
         else
-            wait "$lp" || note="tmp-bench failed: $(tail -n 2 "$f.json.err")"
+            wait "$lp" || note="temporal-loadgen failed: $(tail -n 2 "$f.json.err")"
             local opened open_end
             opened=$(py field "$f.json" idle.opened)
             open_end=$(py field "$f.json" idle.open_at_end)
@@ -789,7 +800,7 @@ section_memory() {
     local run t n kind
     placement 1
     log "memory, 1 proxy thread: $(placement_text 1); N = $MEM_SIZES; hold ${HOLD_S}s"
-    py meta "$META" memory_shape="Long polls: tmp-bench --mode hold --hold-calls N over N/100 connections for ${HOLD_S}s (the fake holds polls longer); idle: N mTLS connections that each made one GetSystemInfo call and then sit idle (tmp-bench --mode idle --connections N, 64 dialed at once, full handshakes). A fresh proxy per cell; $MEM_RUNS run(s) per cell"
+    py meta "$META" memory_shape="Long polls: temporal-loadgen --mode hold --hold-calls N over N/100 connections for ${HOLD_S}s (the fake holds polls longer); idle: N mTLS connections that each made one GetSystemInfo call and then sit idle (temporal-loadgen --mode idle --connections N, 64 dialed at once, full handshakes). A fresh proxy per cell; $MEM_RUNS run(s) per cell"
     start_fake h2c
     for kind in polls idle; do
         for n in $MEM_SIZES; do

@@ -10,9 +10,9 @@ Subcommands:
   tree PID...              print the PIDs and all their descendants
   record FILE [--bench F] key=value...
                            append one measurement (a JSON line) to FILE,
-                           with tmp-bench's JSON report F embedded as "bench"
+                           with temporal-loadgen's JSON report F embedded as "bench"
   meta FILE key=value...   merge strings into the JSON object in FILE
-  bench-ok F [N]           exit 0 when tmp-bench's report F has no error
+  bench-ok F [N]           exit 0 when temporal-loadgen's report F has no error
                            (and, with N, exactly N ok calls); else print why
   field F PATH             print one field of a JSON file (PATH a.b.c)
   median-calls FILE SECTION TARGET THREADS
@@ -145,7 +145,7 @@ def load_bench(path):
 
 
 def bench_errors(b):
-    """Error count of a tmp-bench report, and a short description."""
+    """Error count of a temporal-loadgen report, and a short description."""
     if not b:
         return None, "no report"
     errs = b.get("errors") or {}
@@ -270,7 +270,7 @@ class Agg:
         total, whys = 0, []
         for r in self.recs:
             if "bench" not in r:
-                continue  # a measurement without a tmp-bench report
+                continue  # a measurement without a temporal-loadgen report
             n, why = bench_errors(r.get("bench"))
             if n is None:
                 total += 1
@@ -374,7 +374,7 @@ def report(argv):
             "Proxy CPU = utime+stime of the proxy's processes (nginx: master + workers) over "
             "the run / calls; for the direct rows it is the fake frontend's own CPU (the TLS "
             "or h2c server), in parentheses. Fake CPU = the upstream fake frontend's CPU per "
-            "call. Gen CPU = tmp-bench's own CPU per call (when gen + fake fill their CPUs, "
+            "call. Gen CPU = temporal-loadgen's own CPU per call (when gen + fake fill their CPUs, "
             "the generator is the bottleneck). PSS = sum of Pss (smaps_rollup) of the proxy's "
             "processes after the run."
         )

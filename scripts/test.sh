@@ -17,6 +17,9 @@ ROOT=$PWD
 source scripts/tools.sh
 
 # --- 3. Lint and tests -----------------------------------------------------
+# `--workspace`: the proxy and the members under tools/ (the benchmark tools
+# and the test encoding they share); a plain `cargo` at the root would take
+# the proxy's package alone.
 if cargo nextest --version >/dev/null 2>&1; then
     HAVE_NEXTEST=1
 else
@@ -43,16 +46,16 @@ if [ "${SKIP_LINT:-0}" = 1 ] && [ "$CI" != true ]; then
     RESULTS+=("skipped rustfmt, clippy (SKIP_LINT=1)")
 else
     step "rustfmt" cargo fmt --all -- --check
-    step "clippy" cargo clippy --all-targets --locked -- -D warnings
+    step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 fi
 
 # Doc tests first, so that the main run's summary is the last test-runner
 # output (nextest does not run doc tests).
-step "doc tests" cargo test --doc --locked
+step "doc tests" cargo test --workspace --doc --locked
 if [ "$HAVE_NEXTEST" = 1 ]; then
-    step "tests (nextest)" cargo nextest run --locked --no-fail-fast "$@"
+    step "tests (nextest)" cargo nextest run --workspace --locked --no-fail-fast "$@"
 else
-    step "tests (cargo test)" cargo test --locked --no-fail-fast --lib --bins --tests "$@"
+    step "tests (cargo test)" cargo test --workspace --locked --no-fail-fast --lib --bins --tests "$@"
 fi
 
 log "summary"

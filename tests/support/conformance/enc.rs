@@ -15,9 +15,7 @@ pub fn method(name: &str) -> String {
 }
 
 /// google.protobuf.Duration { seconds = 1 }.
-pub fn duration_secs(secs: u64) -> Vec<u8> {
-    field_varint(1, secs)
-}
+pub use temporal_mtls_proxy_testwire::temporal::duration_secs;
 
 /// temporal.api.common.v1.WorkflowExecution { workflow_id = 1, run_id = 2 }.
 pub fn execution(workflow_id: &str) -> Vec<u8> {

@@ -1,8 +1,10 @@
-//! Smoke tests of the benchmark tools: `tmp-bench` against
-//! `tmp-fake-frontend` over h2c. They check that the tools work and count
-//! right; they assert no timings beyond "latency was measured".
+//! Smoke tests of the benchmark tools: `temporal-loadgen` against
+//! `temporal-fake-frontend` over h2c, and `benches/compare.sh` end to end
+//! with them and the proxy. They check that the tools work and count right;
+//! they assert no timings beyond "latency was measured".
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
@@ -15,12 +17,12 @@ struct Frontend {
 
 impl Frontend {
     fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tmp-fake-frontend"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_temporal-fake-frontend"))
             .args(["--listen", "127.0.0.1:0", "--threads", "1"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start tmp-fake-frontend");
+            .expect("start temporal-fake-frontend");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
@@ -41,17 +43,17 @@ impl Drop for Frontend {
     }
 }
 
-/// Runs tmp-bench with `args` plus `--json` and parses its one JSON object.
+/// Runs temporal-loadgen with `args` plus `--json` and parses its one JSON object.
 fn bench(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_tmp-bench"))
+    let out = Command::new(env!("CARGO_BIN_EXE_temporal-loadgen"))
         .args(args)
         .args(["--json", "--threads", "1"])
         .output()
-        .expect("run tmp-bench");
+        .expect("run temporal-loadgen");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "tmp-bench failed: {}\nstdout: {stdout}\nstderr: {}",
+        "temporal-loadgen failed: {}\nstdout: {stdout}\nstderr: {}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
@@ -190,18 +192,79 @@ fn idle_mode_keeps_connections_open() {
     );
 }
 
+/// The workspace root (this package is `tools/` in it).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tools/ is inside the workspace")
+        .to_owned()
+}
+
+/// The proxy binary, next to this package's binaries in the shared target
+/// folder (`target/debug` for tests). Another package's binary is not built
+/// for this package's tests by cargo: a workspace test run (`cargo nextest
+/// run --workspace`, as `scripts/test.sh` does) builds it anyway for the
+/// proxy's own integration tests. When it is missing (`-p
+/// temporal-mtls-proxy-tools` alone on a fresh tree), it is built here with
+/// the same cargo and profile. (With `-p` alone after a change under src/,
+/// the binary found may be older than the change: this test checks the
+/// harness, the proxy's own tests check the proxy.)
+fn proxy_binary(bin_dir: &Path) -> PathBuf {
+    let proxy = bin_dir.join(format!(
+        "temporal-mtls-proxy{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    if proxy.is_file() {
+        return proxy;
+    }
+    let profile = match bin_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--locked", "--profile", profile])
+        .args([
+            "--package",
+            "temporal-mtls-proxy",
+            "--bin",
+            "temporal-mtls-proxy",
+        ])
+        .current_dir(workspace_root())
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build of the proxy failed: {status}"
+    );
+    assert!(
+        proxy.is_file(),
+        "cargo built the proxy, but not at {} (another target folder?)",
+        proxy.display()
+    );
+    proxy
+}
+
 /// The side-by-side script runs end to end (here with the debug binaries,
 /// the floors and this proxy only, one short run: the numbers mean nothing,
 /// the harness is what is checked) and reports every row without errors.
 #[test]
 fn compare_script_runs_and_reports() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_tmp-bench"))
+    let root = workspace_root();
+    let bin = Path::new(env!("CARGO_BIN_EXE_temporal-loadgen"))
         .parent()
         .expect("binary directory")
         .to_owned();
+    assert!(
+        bin.join(format!(
+            "temporal-fake-frontend{}",
+            std::env::consts::EXE_SUFFIX
+        ))
+        .is_file(),
+        "the fake frontend is built next to the load generator"
+    );
+    proxy_binary(&bin);
     let out_dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(format!("{root}/benches/compare.sh"))
+    let out = Command::new(root.join("benches/compare.sh"))
         .args(["--quick", "--no-build", "throughput"])
         .env("BIN", &bin)
         .env("TARGETS", "h2c direct-tls tmp")

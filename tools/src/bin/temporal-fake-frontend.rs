@@ -9,8 +9,9 @@
 //! Run:
 //!
 //! ```text
-//! cargo run --release --bin tmp-fake-frontend -- --listen 127.0.0.1:7233
-//! cargo run --release --bin tmp-fake-frontend -- --listen 127.0.0.1:0 \
+//! cargo run --release -p temporal-mtls-proxy-tools --bin temporal-fake-frontend -- \
+//!     --listen 127.0.0.1:7233
+//! target/release/temporal-fake-frontend --listen 127.0.0.1:0 \
 //!     --tls-cert server.pem --tls-key server.key [--tls-client-ca ca.pem] \
 //!     [--threads N] [--poll-hold 60s]
 //! ```
@@ -50,20 +51,18 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::server::WebPkiClientVerifier;
-use rustls::ServerConfig;
-use temporal_mtls_proxy::tls::material::{load_ca_bundle, load_certified_key};
-use temporal_mtls_proxy::tls::provider;
+use temporal_mtls_proxy_testwire::grpc::frame;
+use temporal_mtls_proxy_testwire::temporal;
+use temporal_mtls_proxy_tools::tls;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-const WORKFLOW_SERVICE: &str = "/temporal.api.workflowservice.v1.WorkflowService/";
-const RUN_ID: &[u8; 36] = b"0195f1d2-7c3a-7e4b-9a51-6b2f3c4d5e6f";
+const RUN_ID: &str = "0195f1d2-7c3a-7e4b-9a51-6b2f3c4d5e6f";
 
 /// Command line.
 #[derive(Debug, Parser)]
 #[command(
-    name = "tmp-fake-frontend",
+    name = "temporal-fake-frontend",
     about = "A fast fake Temporal frontend for benchmarks only (h2c or TLS)."
 )]
 struct Args {
@@ -101,23 +100,6 @@ struct Shared {
     ok_trailers: HeaderMap,
 }
 
-/// A gRPC message with its 5-byte prefix (uncompressed).
-fn grpc_frame(message: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(5 + message.len());
-    out.push(0);
-    out.extend_from_slice(&u32::try_from(message.len()).expect("small").to_be_bytes());
-    out.extend_from_slice(message);
-    Bytes::from(out)
-}
-
-/// A protobuf length-delimited field (only for the short constants here).
-fn pb_bytes(field: u8, value: &[u8]) -> Vec<u8> {
-    assert!(field < 16 && value.len() < 128);
-    let mut out = vec![(field << 3) | 2, value.len() as u8];
-    out.extend_from_slice(value);
-    out
-}
-
 impl Shared {
     fn new(poll_hold: Duration) -> Shared {
         let mut builder = http2::Builder::new(TokioExecutor::new());
@@ -132,20 +114,15 @@ impl Shared {
             .adaptive_window(false)
             .auto_date_header(false);
 
-        // GetSystemInfoResponse { server_version = 1, capabilities = 2 {} }.
-        let mut system_info = pb_bytes(1, b"1.32.0-fake");
-        system_info.extend(pb_bytes(2, b""));
         let mut ok_trailers = HeaderMap::with_capacity(1);
         ok_trailers.insert("grpc-status", HeaderValue::from_static("0"));
         Shared {
             http2: builder,
             poll_hold,
-            system_info: grpc_frame(&system_info),
-            // StartWorkflowExecutionResponse { run_id = 1 }.
-            start_workflow: grpc_frame(&pb_bytes(1, RUN_ID)),
-            empty: grpc_frame(b""),
-            // HealthCheckResponse { status = 1 (SERVING) }.
-            serving: grpc_frame(&[0x08, 0x01]),
+            system_info: frame(&temporal::get_system_info_response("1.32.0-fake"), false),
+            start_workflow: frame(&temporal::start_workflow_execution_response(RUN_ID), false),
+            empty: frame(b"", false),
+            serving: frame(&temporal::health_check_response(temporal::SERVING), false),
             ok_trailers,
         }
     }
@@ -277,7 +254,7 @@ async fn handle(
 ) -> Result<Response<Reply>, hyper::Error> {
     let (parts, mut body) = req.into_parts();
     let path = parts.uri.path();
-    if path == "/test.Echo/Echo" {
+    if path == temporal::path::ECHO {
         return Ok(grpc_response(Reply::Echo {
             request: body,
             trailers: Some(shared.ok_trailers.clone()),
@@ -285,8 +262,8 @@ async fn handle(
     }
     drain(&mut body).await?;
     let response = match path {
-        "/grpc.health.v1.Health/Check" => ok(shared, &shared.serving),
-        _ => match path.strip_prefix(WORKFLOW_SERVICE) {
+        temporal::path::HEALTH_CHECK => ok(shared, &shared.serving),
+        _ => match path.strip_prefix(temporal::path::WORKFLOW_SERVICE) {
             Some("GetSystemInfo") => ok(shared, &shared.system_info),
             Some("StartWorkflowExecution") => ok(shared, &shared.start_workflow),
             Some("PollWorkflowTaskQueue" | "PollActivityTaskQueue") => {
@@ -319,26 +296,16 @@ where
         .await;
 }
 
-fn tls_config(args: &Args) -> Result<Option<TlsAcceptor>, Box<dyn std::error::Error>> {
+fn tls_config(args: &Args) -> Result<Option<TlsAcceptor>, String> {
     let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
         return Ok(None);
     };
-    let certified_key = load_certified_key(cert, key)?;
-    let builder =
-        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
-    let builder = match &args.tls_client_ca {
-        Some(ca) => {
-            let roots = Arc::new(load_ca_bundle(ca)?);
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(roots, provider()).build()?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
+    let identity = tls::load_key_pair(cert, key)?;
+    let client_roots = match &args.tls_client_ca {
+        Some(ca) => Some(tls::load_roots(ca)?),
+        None => None,
     };
-    let mut config = builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
-        certified_key,
-    )));
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    let config = tls::server_config(identity, client_roots)?;
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
 
@@ -348,7 +315,7 @@ async fn accept_loop(listener: TcpListener, shared: &'static Shared, tls: Option
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off a little.
-                eprintln!("tmp-fake-frontend: accept failed: {e}");
+                eprintln!("temporal-fake-frontend: accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -380,6 +347,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
+        .thread_name("fake-fe-worker")
         .enable_all()
         .build()?;
     runtime.block_on(async move {
@@ -393,4 +361,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         accept_loop(listener, shared, tls).await;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_as_the_spec_says() {
+        let timeout = |v: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("grpc-timeout", HeaderValue::from_static(v));
+            grpc_timeout(&headers)
+        };
+        assert_eq!(timeout("70S"), Some(Duration::from_secs(70)));
+        assert_eq!(timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(timeout("1500m"), Some(Duration::from_millis(1500)));
+        assert_eq!(timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(timeout("9n"), Some(Duration::from_nanos(9)));
+        assert_eq!(timeout("123456789S"), None, "more than 8 digits");
+        assert_eq!(timeout("S"), None);
+        assert_eq!(timeout("10s"), None, "units are case-sensitive");
+        assert_eq!(grpc_timeout(&HeaderMap::new()), None);
+    }
 }
