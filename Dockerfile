@@ -17,27 +17,24 @@
 FROM rust:1-bookworm AS build
 WORKDIR /build
 
-# Dependencies first, in their own layer: it is rebuilt only when Cargo.toml
-# or Cargo.lock change, not on every source edit. Cargo needs every target
-# the manifest names to exist, so the library, the binary and the bench get
-# empty stand-ins for this step.
-COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
-    && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
-    && echo 'fn main() {}' > benches/authz.rs \
-    && cargo build --release --locked --bin temporal-mtls-proxy \
-    && rm -rf src benches
+# The whole build context, as .dockerignore leaves it (no target/, .tools/,
+# dev-pki/, .git): whatever targets, benches and workspace members the
+# manifests name, their files are here. No hand-kept list of stand-ins to
+# drift out of step with Cargo.toml (tests/dockerfile.rs runs these steps on
+# a copy of the tree).
+COPY . .
 
-# The proxy itself. The stand-ins' build outputs are removed first: COPY keeps
-# the files' modification times, which can be older than that build, and
-# cargo would otherwise take the stand-in binary as up to date. The last line
-# fails the build if the binary is still the silent stand-in.
-COPY src ./src
-COPY benches ./benches
-RUN cargo clean --release -p temporal-mtls-proxy \
-    && cargo build --release --locked --bin temporal-mtls-proxy \
-    && test -n "$(./target/release/temporal-mtls-proxy --version)"
+# Only the proxy binary is built. The two cache mounts (BuildKit, the default
+# builder since Docker 23; Podman and Buildah support them too) keep the
+# downloaded crates and the build folder from one build to the next, so a
+# source edit rebuilds the proxy, not its dependencies. The build folder is a
+# cache, not part of the image: the binary is copied out of it, and the last
+# line fails the build if it does not run.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/build/target,sharing=locked \
+    cargo build --release --locked --package temporal-mtls-proxy --bin temporal-mtls-proxy \
+    && install -D -m 0755 target/release/temporal-mtls-proxy /out/temporal-mtls-proxy \
+    && /out/temporal-mtls-proxy --version
 
 # ---- Runtime stage ---------------------------------------------------------
 FROM debian:bookworm-slim
@@ -56,7 +53,7 @@ RUN groupadd --system --gid 65532 nonroot \
        --home-dir /nonexistent --shell /usr/sbin/nologin nonroot \
     && mkdir -p /etc/temporal-mtls-proxy/tls
 
-COPY --from=build /build/target/release/temporal-mtls-proxy /usr/local/bin/temporal-mtls-proxy
+COPY --from=build /out/temporal-mtls-proxy /usr/local/bin/temporal-mtls-proxy
 
 USER 65532:65532
 

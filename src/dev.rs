@@ -2,7 +2,8 @@
 //! server certificate for localhost and 127.0.0.1, a client certificate) and
 //! a config that uses it, so the proxy runs in front of a local Temporal dev
 //! server with one command. Development only: the CA key is written next to
-//! the certificates.
+//! the certificates. The folder is owner-only (0700) and the keys 0600 on
+//! Unix, also when an existing PKI is reused.
 
 use std::path::{Path, PathBuf};
 
@@ -71,12 +72,30 @@ impl DevPki {
             path: dir.to_owned(),
             source,
         })?;
+        // Owner only: the folder holds private keys (the CA's among them).
+        // A folder or keys left readable by others (an older version wrote
+        // them 0755/0644) are tightened too.
+        restrict(&dir, 0o700)?;
         let pki = DevPki::at(&dir);
+        for key in pki.keys() {
+            if key.exists() {
+                restrict(&key, 0o600)?;
+            }
+        }
         if pki.complete() && pki.still_valid() {
             return Ok(pki);
         }
         pki.generate()?;
         Ok(pki)
+    }
+
+    /// The private keys: the CA's, the server's and the client's.
+    fn keys(&self) -> [PathBuf; 3] {
+        [
+            self.dir.join("ca.key"),
+            self.server_key.clone(),
+            self.client_key.clone(),
+        ]
     }
 
     fn still_valid(&self) -> bool {
@@ -144,11 +163,11 @@ impl DevPki {
         let client_cert = client.signed_by(&client_key, &issuer)?;
 
         write(&self.ca, &ca_cert.pem())?;
-        write(&self.dir.join("ca.key"), &ca_key.serialize_pem())?;
+        write_private(&self.dir.join("ca.key"), &ca_key.serialize_pem())?;
         write(&self.server_cert, &server_cert.pem())?;
-        write(&self.server_key, &server_key.serialize_pem())?;
+        write_private(&self.server_key, &server_key.serialize_pem())?;
         write(&self.client_cert, &client_cert.pem())?;
-        write(&self.client_key, &client_key.serialize_pem())?;
+        write_private(&self.client_key, &client_key.serialize_pem())?;
         Ok(())
     }
 
@@ -195,6 +214,46 @@ fn write(path: &Path, contents: &str) -> Result<(), DevError> {
     })
 }
 
+/// Writes a private key readable by its owner only (0600 on Unix). An
+/// existing file is restricted before the new key goes into it, so the key
+/// is never readable by others, not even for a moment.
+fn write_private(path: &Path, contents: &str) -> Result<(), DevError> {
+    use std::io::Write;
+    let err = |source| DevError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    if path.exists() {
+        restrict(path, 0o600)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(err)?;
+    file.write_all(contents.as_bytes()).map_err(err)?;
+    // `mode` applies only to a file it creates, and the umask may take more
+    // away; set exactly 0600.
+    restrict(path, 0o600)
+}
+
+/// Sets `path`'s permission bits to `mode` (Unix; elsewhere nothing).
+fn restrict(path: &Path, mode: u32) -> Result<(), DevError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
+            |source| DevError::Write {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +271,65 @@ mod tests {
         DevPki::ensure(&dir).unwrap();
         assert_eq!(before, std::fs::read(&pki.ca).unwrap());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The private keys are readable by their owner only (0600) and the
+    /// folder is closed to others (0700), also when an existing PKI with
+    /// looser modes is reused.
+    #[cfg(unix)]
+    #[test]
+    fn dev_pki_keys_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| {
+            let bits = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            format!("{bits:o}")
+        };
+        let chmod = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("dev-pki");
+        let pki = DevPki::ensure(&dir).unwrap();
+        let keys = [
+            pki.dir.join("ca.key"),
+            pki.server_key.clone(),
+            pki.client_key.clone(),
+        ];
+        assert_eq!(mode(&pki.dir), "700", "the PKI folder");
+        for key in &keys {
+            assert_eq!(mode(key), "600", "{}", key.display());
+        }
+
+        // A PKI left with world-readable modes (made by an older version)
+        // is tightened when it is reused.
+        chmod(&pki.dir, 0o755);
+        for key in &keys {
+            chmod(key, 0o644);
+        }
+        let before = std::fs::read(&pki.client_key).unwrap();
+        let again = DevPki::ensure(&dir).unwrap();
+        assert_eq!(before, std::fs::read(&again.client_key).unwrap(), "reused");
+        assert_eq!(mode(&again.dir), "700", "the reused PKI folder");
+        for key in &keys {
+            assert_eq!(mode(key), "600", "reused {}", key.display());
+        }
+
+        // And when it is made anew over old files (here: expired or
+        // incomplete), the new keys are never readable by others either.
+        std::fs::remove_file(&again.ca).unwrap();
+        chmod(&pki.dir, 0o755);
+        for key in &keys {
+            chmod(key, 0o644);
+        }
+        let fresh = DevPki::ensure(&dir).unwrap();
+        assert_ne!(
+            before,
+            std::fs::read(&fresh.client_key).unwrap(),
+            "regenerated"
+        );
+        assert_eq!(mode(&fresh.dir), "700", "the regenerated PKI folder");
+        for key in &keys {
+            assert_eq!(mode(key), "600", "regenerated {}", key.display());
+        }
     }
 }
