@@ -96,6 +96,65 @@ worker_threads = 0
     }
 }
 
+/// Unknown keys and values of the wrong type no longer stop the check: they
+/// are listed with their lines, in the file's order, together with the
+/// problems of everything else (before, the first unknown key was the only
+/// thing reported, and the next run found the next one).
+#[test]
+fn unknown_keys_and_wrong_types_are_reported_with_the_other_problems() {
+    let config = r#"
+[listen]
+address = "localhost:http"
+adress = "127.0.0.1:1"
+[tls]
+cert = 5
+client_ca = "/nonexistent/ca.pem"
+[limits]
+max_connections = "lots"
+max_request_message = -1
+[upstream]
+address = "127.0.0.1:7233"
+[lmits]
+x = 1
+"#;
+    let out = check(config);
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    let line_of = |needle: &str| {
+        config
+            .lines()
+            .position(|l| l.starts_with(needle))
+            .expect(needle)
+            + 1
+    };
+    let expected = [
+        "listen.address: \"localhost:http\" is not an IP:port address".to_owned(),
+        "listen.adress: unknown field `adress`, expected ".to_owned(),
+        format!("(line {})", line_of("adress")),
+        format!(
+            "tls.cert: invalid type: integer `5`, expected a string (line {})",
+            line_of("cert = 5")
+        ),
+        "tls.key: is required".to_owned(),
+        "tls.client_ca: cannot read /nonexistent/ca.pem".to_owned(),
+        format!(
+            "limits.max_connections: invalid type: string \"lots\", expected u64 (line {})",
+            line_of("max_connections")
+        ),
+        format!(
+            "limits.max_request_message: invalid value: integer `-1`, expected a size: a number of bytes, or a string like \"4MiB\" (line {})",
+            line_of("max_request_message")
+        ),
+        "upstream.address: \"127.0.0.1:7233\" must start with http://".to_owned(),
+        "lmits: unknown field `lmits`".to_owned(),
+    ];
+    for e in &expected {
+        assert!(err.contains(e.as_str()), "missing {e:?} in:\n{err}");
+    }
+    // A key of the wrong type is not also reported as missing.
+    assert!(!err.contains("tls.cert: is required"), "{err}");
+}
+
 #[test]
 fn key_formats_pkcs8_sec1_and_pkcs1_are_accepted() {
     let pki = TestPki::new();

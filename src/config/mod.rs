@@ -5,6 +5,7 @@
 
 mod authz;
 mod limits;
+mod parse;
 mod problems;
 mod raw;
 mod validate;
@@ -241,11 +242,11 @@ impl Config {
     /// Parses and validates config text; `base` resolves relative paths and
     /// `origin` names the text in errors.
     pub fn from_toml(text: &str, base: &Path, origin: &str) -> Result<Config, ConfigError> {
-        let raw: raw::RawConfig = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+        let (raw, shape) = parse::parse(text).map_err(|source| ConfigError::Syntax {
             origin: origin.to_owned(),
             source,
         })?;
-        validate::validate(raw, base).map_err(|problems| ConfigError::Invalid {
+        validate::validate(raw, base, shape).map_err(|problems| ConfigError::Invalid {
             origin: origin.to_owned(),
             problems,
         })

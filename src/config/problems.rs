@@ -49,8 +49,11 @@ impl Problems {
         });
     }
 
+    /// `value`, or a problem that `key` is missing (unless the key already
+    /// has one: a value of the wrong type is taken out of the document, and
+    /// is not missing as well).
     pub(super) fn required<T>(&mut self, key: &str, value: Option<T>) -> Option<T> {
-        if value.is_none() {
+        if value.is_none() && !self.0.iter().any(|p| p.key == key) {
             self.add(key, "is required");
         }
         value

@@ -104,14 +104,37 @@ pub struct RawAudit {
 }
 
 /// A size: a number of bytes, or a string like "4MiB".
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum RawSize {
     Bytes(u64),
     Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+        impl serde::de::Visitor<'_> for SizeVisitor {
+            type Value = RawSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size: a number of bytes, or a string like \"4MiB\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawSize, E> {
+                Ok(RawSize::Bytes(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawSize, E> {
+                u64::try_from(v).map(RawSize::Bytes).map_err(|_| {
+                    E::invalid_value(serde::de::Unexpected::Signed(v), &self)
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSize, E> {
+                Ok(RawSize::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(SizeVisitor)
+    }
+}
+
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_request_message: Option<RawSize>,

@@ -25,8 +25,14 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_UPSTREAM_STREAMS: u32 = 100;
 
-pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, Vec<Problem>> {
-    let mut p = Problems::default();
+/// `shape` holds the keys parsing already found wrong (unknown, or of the
+/// wrong type): they come first, and are not reported again as missing.
+pub(super) fn validate(
+    raw: RawConfig,
+    base: &Path,
+    shape: Vec<Problem>,
+) -> Result<Config, Vec<Problem>> {
+    let mut p = Problems(shape);
 
     let listen = raw.listen.unwrap_or_default();
     let address =
@@ -415,7 +421,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let problems = validate(raw, Path::new("/nonexistent")).unwrap_err();
+        let problems = validate(raw, Path::new("/nonexistent"), Vec::new()).unwrap_err();
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         for key in [
             "listen.address",
