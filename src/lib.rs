@@ -126,6 +126,10 @@ pub async fn run_until(
     let loaded = reload::Loaded::from_config(&config)?;
     let metrics = metrics::Metrics::new(config.admin.max_namespace_labels);
     let health = health::Health::new();
+    metrics.set_ready_source({
+        let health = health.clone();
+        move || health.ready()
+    });
     let audit = match &config.audit {
         Some(a) => Some(audit::sink::AuditSink::spawn(a.target.clone(), a.buffer)?),
         None => None,

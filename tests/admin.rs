@@ -187,12 +187,22 @@ async fn readyz_follows_the_upstream_and_healthz_the_process() {
             panic!("readyz never answered {want}");
         }
     };
+    // The `ready` gauge says what /readyz says, for alerts without a probe.
+    let ready_gauge = || {
+        let proxy = &proxy;
+        async move {
+            let (_, metrics) = proxy.admin_get("/metrics").await;
+            sample(&metrics, "temporal_mtls_proxy_ready", &[])
+        }
+    };
     assert!(wait_ready(200).await.contains("ok upstream"));
+    assert_eq!(ready_gauge().await, Some(1.0));
     assert_eq!(proxy.admin_get("/healthz").await.0, 200);
 
     temporal.stop().await;
     let body = wait_ready(503).await;
     assert!(body.contains("fail upstream"), "{body}");
+    assert_eq!(ready_gauge().await, Some(0.0));
     assert_eq!(
         proxy.admin_get("/healthz").await.0,
         200,
@@ -201,6 +211,7 @@ async fn readyz_follows_the_upstream_and_healthz_the_process() {
 
     temporal.restart().await;
     assert!(wait_ready(200).await.contains("ok upstream"));
+    assert_eq!(ready_gauge().await, Some(1.0));
 }
 
 #[tokio::test]

@@ -1,9 +1,10 @@
 //! Values computed when the exposition is encoded rather than updated as
-//! events happen: seconds to each certificate's expiry, and counters kept
-//! elsewhere (audit lines dropped, log lines dropped and suppressed).
+//! events happen: seconds to each certificate's expiry, readiness, and
+//! counters kept elsewhere (audit lines dropped, log lines dropped and
+//! suppressed).
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
 use prometheus_client::collector::Collector;
@@ -187,5 +188,37 @@ impl Collector for LogLines {
             ConstCounter::new(site.suppressed()).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
+    }
+}
+
+pub(super) type ReadySource = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// `ready`: 1 while `/readyz` would answer 200, read from the proxy's
+/// health at scrape time (set once at start; nothing is exported before).
+#[derive(Default)]
+pub(super) struct Ready {
+    pub(super) source: OnceLock<ReadySource>,
+}
+
+impl fmt::Debug for Ready {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ready")
+            .field("set", &self.source.get().is_some())
+            .finish()
+    }
+}
+
+impl Collector for Ready {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let Some(ready) = self.source.get() else {
+            return Ok(());
+        };
+        let gauge = ConstGauge::new(i64::from(ready()));
+        gauge.encode(encoder.encode_descriptor(
+            "ready",
+            "1 while the proxy is ready (what /readyz answers 200 for: serving, certificates valid, upstream reachable, not draining), else 0.",
+            None,
+            gauge.metric_type(),
+        )?)
     }
 }

@@ -50,6 +50,7 @@
 //!   custom collector), so they count down without anyone refreshing them.
 //! - `audit_lines_dropped_total`: read from the audit sink's own counter
 //!   through [`Metrics::set_audit_dropped_source`].
+//! - `ready`: the proxy's readiness, through [`Metrics::set_ready_source`].
 //!
 //! # Names
 //!
@@ -75,7 +76,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::authz::AuthzDecision;
-use collectors::{AuditDropped, CertificateExpiry, LogLines};
+use collectors::{AuditDropped, CertificateExpiry, LogLines, Ready};
 pub use events::{ConnectionRefusal, Format, KeepaliveEvent, MessageDirection, UpstreamFailure};
 use labels::{
     AuthzLabels, CallLabels, DirectionLabels, EventLabels, MethodLabels, NamespaceLabels,
@@ -186,6 +187,7 @@ pub struct Metrics {
 
     certificates: Arc<CertificateExpiry>,
     audit_dropped: Arc<AuditDropped>,
+    ready: Arc<Ready>,
 }
 
 impl Metrics {
@@ -300,6 +302,8 @@ impl Metrics {
         let audit_dropped = Arc::new(AuditDropped::default());
         registry.register_collector(Box::new(Arc::clone(&audit_dropped)));
         registry.register_collector(Box::new(LogLines));
+        let ready = Arc::new(Ready::default());
+        registry.register_collector(Box::new(Arc::clone(&ready)));
 
         // Closed label sets start at zero, so that a dashboard or an alert on
         // `rate(...)` sees the first failure as an increase rather than as a
@@ -352,6 +356,7 @@ impl Metrics {
             reloads,
             certificates,
             audit_dropped,
+            ready,
         })
     }
 
@@ -491,6 +496,12 @@ impl Metrics {
     /// the counter, not an `AuditSink` clone, or clear the source first.
     pub fn set_audit_dropped_source(&self, source: impl Fn() -> u64 + Send + Sync + 'static) {
         self.audit_dropped.set(Some(Box::new(source)));
+    }
+
+    /// Where the `ready` gauge reads readiness from (the proxy's health);
+    /// the first source set stays.
+    pub fn set_ready_source(&self, ready: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.ready.source.set(Box::new(ready));
     }
 
     /// Stops reading the audit drop counter (its last value is kept).
