@@ -218,7 +218,8 @@ async fn readyz_follows_the_upstream_and_healthz_the_process() {
 async fn sigterm_turns_readiness_off_while_calls_drain() {
     let temporal = TemporalServer::start(&[]).await;
     let pki = TestPki::new();
-    let proxy = ProxyProcess::start(&format!(
+    // SIGTERM: the binary as a child process.
+    let proxy = ProxyProcess::spawn(&format!(
         "{}\n[shutdown]\ndrain_timeout = \"30s\"\nunready_delay = \"1s\"\n",
         config(&pki, &temporal.url(), "")
     ))
@@ -337,7 +338,8 @@ async fn readiness_follows_the_rotated_certificate_past_the_old_ones_expiry() {
             "[admin]\naddress = \"127.0.0.1:0\"\n",
             "[admin]\naddress = \"127.0.0.1:0\"\nupstream_check_interval = \"200ms\"\n",
         );
-    let proxy = ProxyProcess::start(&toml).await;
+    // SIGHUP: the binary as a child process.
+    let proxy = ProxyProcess::spawn(&toml).await;
     let mut ready = false;
     for _ in 0..100 {
         if proxy.admin_get("/readyz").await.0 == 200 {

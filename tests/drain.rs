@@ -18,7 +18,8 @@ async fn start(drain_timeout: &str) -> (TemporalServer, TestPki, ProxyProcess) {
         "{}\n[shutdown]\ndrain_timeout = \"{drain_timeout}\"\n",
         config(&pki, &temporal.url(), "")
     );
-    let proxy = ProxyProcess::start(&text).await;
+    // Signals and exit codes: the binary as a child process.
+    let proxy = ProxyProcess::spawn(&text).await;
     (temporal, pki, proxy)
 }
 

@@ -203,7 +203,8 @@ async fn sighup_applies_a_new_policy_to_open_connections() {
         format!("[authz]\n[[authz.rule]]\nname = \"r\"\nmatch = {{ cn = \"good-client\" }}\nnamespaces = [\"{ns}\"]\nroles = [\"reader\"]\n")
     };
     let base = config(&pki, &temporal.url(), "");
-    let proxy = ProxyProcess::start(&format!("{base}\n{}", rule("default"))).await;
+    // SIGHUP: the binary as a child process.
+    let proxy = ProxyProcess::spawn(&format!("{base}\n{}", rule("default"))).await;
     let conn = proxy.grpc(&pki, &pki.client).await;
     let path = format!("{WS}/DescribeNamespace");
     let denied = conn

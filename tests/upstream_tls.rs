@@ -24,7 +24,8 @@ async fn tls_frontend(pki: &TestPki, temporal: &TemporalServer) -> ProxyProcess 
             &pki.server_key.display().to_string(),
             &key.display().to_string(),
         );
-    ProxyProcess::start(&text).await
+    // A process of its own: its logs are read apart from the proxy's.
+    ProxyProcess::spawn(&text).await
 }
 
 fn upstream_tls(pki: &TestPki, frontend: &ProxyProcess, server_name: Option<&str>) -> String {

@@ -259,4 +259,107 @@ mod tests {
         assert_eq!(decoded.message(), "upstream down: connection refused");
         assert!(resp.body().is_end_stream());
     }
+
+    use crate::error::ErrorKind;
+    use crate::layers::testing::{
+        answers, call, message, paths, read_to_end, through_upstream, FakeUpstream, Told,
+    };
+
+    /// The response to a call of `path` to the fake frontend, observed by
+    /// two observers (as metrics and audit do), with the call's context.
+    async fn observed(
+        path: &str,
+    ) -> (FakeUpstream, Arc<CallContext>, [Arc<Told>; 2], ResponseBody) {
+        let frontend = FakeUpstream::start(answers).await;
+        let resp = through_upstream(&frontend, path, message(b""), 1 << 20)
+            .await
+            .unwrap();
+        let ctx = call(http::Request::new(())).ctx;
+        let told = [Arc::new(Told::default()), Arc::new(Told::default())];
+        let status = grpc_status(resp.headers());
+        let mut body = resp.into_body();
+        for observer in &told {
+            body.observe(&ctx, observer.clone(), status);
+        }
+        (frontend, ctx, told, body)
+    }
+
+    #[tokio::test]
+    async fn each_observer_is_told_once() {
+        let (_frontend, _ctx, told, body) = observed(paths::OK).await;
+        assert!(told.iter().all(|t| t.endings().is_empty()));
+        read_to_end(body).await; // ends, then is dropped
+        for t in &told {
+            let endings = t.endings();
+            assert_eq!(endings.len(), 1, "told {} times", endings.len());
+            assert_eq!(endings[0].grpc_status, Some(0));
+            assert_eq!(endings[0].response_bytes, 7);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_status_comes_from_the_trailers() {
+        let (_frontend, ctx, told, body) = observed(paths::NOT_FOUND).await;
+        let (_, trailers) = read_to_end(body).await;
+        assert_eq!(trailers.unwrap()["grpc-status"], "5");
+        assert_eq!(told[0].endings()[0].grpc_status, Some(5));
+        assert_eq!(
+            ctx.error(),
+            None,
+            "the frontend's own status, not the proxy's"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trailers_only_status_is_the_one_told() {
+        let (_frontend, _ctx, told, body) = observed(paths::TRAILERS_ONLY).await;
+        read_to_end(body).await;
+        assert_eq!(told[1].endings()[0].grpc_status, Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_status_is_added_when_the_upstream_ends_without_one() {
+        let (_frontend, ctx, told, body) = observed(paths::NO_STATUS).await;
+        let (data, trailers) = read_to_end(body).await;
+        assert_eq!(data, message(b"hi"));
+        assert_eq!(trailers.unwrap()["grpc-status"], "13");
+        assert_eq!(ctx.error(), Some(ErrorKind::UpstreamNoStatus));
+        for t in &told {
+            assert_eq!(t.endings().len(), 1);
+            assert_eq!(t.endings()[0].grpc_status, Some(13));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_part_way_is_told_once_without_a_status() {
+        let (_frontend, _ctx, told, mut body) = observed(paths::OK).await;
+        let first = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+        assert!(first.unwrap().unwrap().is_data());
+        drop(body);
+        for t in &told {
+            let endings = t.endings();
+            assert_eq!(endings.len(), 1);
+            assert_eq!(endings[0].grpc_status, None, "the client went away");
+            assert_eq!(endings[0].response_bytes, 7);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_local_response_is_its_message_then_ok_trailers() {
+        let ctx = call(http::Request::new(())).ctx;
+        let told = Arc::new(Told::default());
+        let mut body = ResponseBody::local(message(b"abc"));
+        body.observe(&ctx, told.clone(), None);
+        assert!(!body.is_end_stream());
+        assert_eq!(
+            body.size_hint().exact(),
+            None,
+            "never exact: trailers follow"
+        );
+        let (data, trailers) = read_to_end(body).await;
+        assert_eq!(data, message(b"abc"));
+        assert_eq!(trailers.unwrap()["grpc-status"], "0");
+        assert_eq!(told.endings()[0].grpc_status, Some(0));
+        assert_eq!(told.endings()[0].response_bytes, 8);
+    }
 }

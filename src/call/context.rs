@@ -110,3 +110,45 @@ pub struct Ending {
 pub trait CallObserver: Send + Sync {
     fn call_ended(&self, ctx: &CallContext, ending: &Ending);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::testing::connection;
+
+    fn context(path: &str) -> CallContext {
+        CallContext::new(connection(None), &path.parse().unwrap())
+    }
+
+    fn outcome(decision: AuthzDecision) -> AuthzOutcome {
+        AuthzOutcome {
+            namespace: None,
+            decision,
+            rule: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn the_first_outcome_and_the_first_error_stand() {
+        let ctx = context("/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo");
+        assert!(ctx.authz().is_none());
+        assert_eq!(ctx.error(), None);
+        ctx.set_authz(outcome(AuthzDecision::Deny));
+        ctx.set_authz(outcome(AuthzDecision::Allow));
+        assert_eq!(ctx.authz().unwrap().decision, AuthzDecision::Deny);
+        ctx.set_error(ErrorKind::MessageTooLarge);
+        ctx.set_error(ErrorKind::UpstreamNoStatus);
+        assert_eq!(ctx.error(), Some(ErrorKind::MessageTooLarge));
+    }
+
+    #[test]
+    fn the_method_is_looked_up_once_and_bytes_add_up() {
+        let ctx = context("/temporal.api.workflowservice.v1.WorkflowService/GetSystemInfo");
+        assert_eq!(ctx.method.map(|m| m.name), Some("GetSystemInfo"));
+        assert!(context("/pkg.Unknown/Method").method.is_none());
+        ctx.add_request_bytes(5);
+        ctx.add_request_bytes(7);
+        assert_eq!(ctx.request_bytes(), 12);
+    }
+}

@@ -66,3 +66,62 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::testing::{call, ok_response, read_to_end};
+    use tower::ServiceExt;
+
+    fn layer() -> (Arc<ConnActivity>, ActivityLayer) {
+        let activity = ConnActivity::new();
+        (activity.clone(), ActivityLayer::new(activity))
+    }
+
+    #[tokio::test]
+    async fn a_call_is_open_until_its_response_body_ends() {
+        let (activity, layer) = layer();
+        let svc = layer.layer(tower::service_fn(|_: Call<()>| async {
+            Ok::<_, std::convert::Infallible>(ok_response(b"x"))
+        }));
+        assert_eq!(activity.open_calls(), 0);
+        let resp = svc.oneshot(call(http::Request::new(()))).await.unwrap();
+        assert_eq!(activity.open_calls(), 1, "open while the response streams");
+        let (data, trailers) = read_to_end(resp.into_body()).await;
+        assert_eq!(&data[..], b"\0\0\0\0\x01x");
+        assert!(trailers.is_some());
+        assert_eq!(activity.open_calls(), 0, "closed once the body ended");
+    }
+
+    #[tokio::test]
+    async fn a_response_dropped_unread_ends_the_call() {
+        let (activity, layer) = layer();
+        let svc = layer.layer(tower::service_fn(|_: Call<()>| async {
+            Ok::<_, std::convert::Infallible>(ok_response(b""))
+        }));
+        let resp = svc.oneshot(call(http::Request::new(()))).await.unwrap();
+        assert_eq!(activity.open_calls(), 1);
+        drop(resp);
+        assert_eq!(activity.open_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_call_counts_while_the_inner_service_works_and_not_after_it_fails() {
+        let (activity, layer) = layer();
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let wait = std::sync::Mutex::new(Some(wait));
+        let svc = layer.layer(tower::service_fn(move |_: Call<()>| {
+            let wait = wait.lock().unwrap().take().unwrap();
+            async move {
+                let _ = wait.await;
+                Err::<Response<ResponseBody>, _>("inner failed")
+            }
+        }));
+        let pending = tokio::spawn(svc.oneshot(call(http::Request::new(()))));
+        tokio::task::yield_now().await;
+        assert_eq!(activity.open_calls(), 1, "open before any response");
+        release.send(()).unwrap();
+        assert!(pending.await.unwrap().is_err());
+        assert_eq!(activity.open_calls(), 0);
+    }
+}

@@ -476,3 +476,198 @@ fn authenticated() -> Arc<str> {
 fn short_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use http_body_util::{BodyExt, Full};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::health::Health;
+    use crate::layers::testing::{
+        call_as, config, forward_to, grpc_request, identity, message, ok_response, string_field, WS,
+    };
+    use crate::metrics::Metrics;
+    use crate::reload::{Loaded, Reloadable};
+
+    const POLICY: &str = "[[authz.rule]]\nname = \"readers\"\nmatch = { cn = \"good-client\" }\n\
+                          namespaces = [\"default\"]\nroles = [\"reader\"]\n";
+
+    /// What the inner service saw: how often it was called, and the
+    /// request bytes it read.
+    #[derive(Clone, Default)]
+    struct Inner {
+        calls: Arc<AtomicUsize>,
+        bodies: Arc<Mutex<Vec<Bytes>>>,
+    }
+
+    impl Inner {
+        fn service(
+            &self,
+        ) -> impl Service<
+            Call<Replay<Full<Bytes>>>,
+            Response = Response<ResponseBody>,
+            Error = ProxyError,
+            Future = impl Send,
+        > + Clone
+               + Send
+               + 'static {
+            let seen = self.clone();
+            tower::service_fn(move |call: Call<Replay<Full<Bytes>>>| {
+                let seen = seen.clone();
+                async move {
+                    seen.calls.fetch_add(1, Ordering::SeqCst);
+                    let body = call.request.into_body().collect().await;
+                    let body = body.map(|b| b.to_bytes()).unwrap_or_else(|e| match e {});
+                    seen.bodies.lock().unwrap().push(body);
+                    Ok(ok_response(b""))
+                }
+            })
+        }
+    }
+
+    /// The layer for a connection of `cn`, under `[authz]` with `mode`
+    /// (`None`: no `[authz]` section).
+    fn layer(mode: Option<&str>, cn: &str) -> AuthzLayer {
+        let extra = match mode {
+            Some(mode) => format!("[authz]\nmode = \"{mode}\"\n{POLICY}"),
+            None => String::new(),
+        };
+        let (config, _dir) = config("http://127.0.0.1:9", &extra);
+        let loaded = Loaded::from_config(&config).unwrap();
+        let live = Reloadable::start(&config, loaded, Health::new(), Metrics::new(10))
+            .live
+            .clone();
+        let reads = ReadLimits {
+            max_message: 4 << 20,
+            budget: ReadBudget::new(1 << 20, 16_384),
+            timeout: Duration::from_secs(5),
+        };
+        AuthzLayer::new(Some(Arc::new(ConnAuthz::new(
+            live,
+            identity(cn),
+            reads,
+            NamespaceIds::new(),
+            forward_to("http://127.0.0.1:9"),
+        ))))
+    }
+
+    fn describe(namespace: &str) -> (http::Request<Full<Bytes>>, Bytes) {
+        let body = message(&string_field(1, namespace));
+        (
+            grpc_request(&format!("{WS}/DescribeNamespace"), body.clone()),
+            body,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_allowed_call_reaches_the_inner_service_with_its_bytes_unchanged() {
+        let inner = Inner::default();
+        let svc = layer(Some("enforce"), "good-client").layer(inner.service());
+        let (request, sent) = describe("default");
+        let call = call_as(request, None);
+        let ctx = call.ctx.clone();
+        svc.oneshot(call).await.unwrap();
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(inner.bodies.lock().unwrap()[..], [sent]);
+        let outcome = ctx.authz().expect("an outcome");
+        assert_eq!(outcome.decision, AuthzDecision::Allow);
+        assert_eq!(outcome.rule.as_deref(), Some("readers"));
+        assert_eq!(outcome.namespace.as_deref(), Some("default"));
+    }
+
+    #[tokio::test]
+    async fn a_denied_call_never_reaches_the_inner_service() {
+        let inner = Inner::default();
+        let svc = layer(Some("enforce"), "good-client").layer(inner.service());
+        let call = call_as(describe("other").0, None);
+        let ctx = call.ctx.clone();
+        let err = match svc.oneshot(call).await {
+            Err(e) => e,
+            Ok(_) => panic!("a denied call was answered"),
+        };
+        assert!(matches!(err.kind(), ErrorKind::Denied(_)), "{err}");
+        assert!(
+            err.to_string()
+                .contains("DescribeNamespace on namespace \"other\""),
+            "{err}"
+        );
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 0);
+        let outcome = ctx.authz().expect("an outcome");
+        assert_eq!(outcome.decision, AuthzDecision::Deny);
+        assert_eq!(outcome.namespace.as_deref(), Some("other"));
+    }
+
+    #[tokio::test]
+    async fn an_identity_no_rule_matches_is_denied() {
+        let inner = Inner::default();
+        let svc = layer(Some("enforce"), "stranger").layer(inner.service());
+        assert!(svc
+            .oneshot(call_as(describe("default").0, None))
+            .await
+            .is_err());
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn audit_mode_forwards_a_call_the_policy_denies_and_says_so() {
+        let inner = Inner::default();
+        let svc = layer(Some("audit"), "good-client").layer(inner.service());
+        let (request, sent) = describe("other");
+        let call = call_as(request, None);
+        let ctx = call.ctx.clone();
+        svc.oneshot(call).await.unwrap();
+        assert_eq!(inner.bodies.lock().unwrap()[..], [sent]);
+        assert_eq!(ctx.authz().unwrap().decision, AuthzDecision::AuditDeny);
+    }
+
+    #[tokio::test]
+    async fn a_namespace_header_disagreeing_with_the_request_is_refused_in_every_mode() {
+        for mode in ["enforce", "audit"] {
+            let inner = Inner::default();
+            let svc = layer(Some(mode), "good-client").layer(inner.service());
+            let (mut request, _) = describe("default");
+            request.headers_mut().insert(
+                "temporal-namespace",
+                http::HeaderValue::from_static("other"),
+            );
+            let call = call_as(request, None);
+            let ctx = call.ctx.clone();
+            let err = match svc.oneshot(call).await {
+                Err(e) => e,
+                Ok(_) => panic!("{mode}: a mismatched header was forwarded"),
+            };
+            assert_eq!(err.kind(), ErrorKind::NamespaceHeaderMismatch, "{mode}");
+            assert_eq!(inner.calls.load(Ordering::SeqCst), 0, "{mode}");
+            assert_eq!(ctx.authz().unwrap().decision, AuthzDecision::Invalid);
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_policy_every_call_goes_through_undecided() {
+        let inner = Inner::default();
+        let svc = layer(None, "anyone").layer(inner.service());
+        let (request, sent) = describe("other");
+        let call = call_as(request, None);
+        let ctx = call.ctx.clone();
+        svc.oneshot(call).await.unwrap();
+        assert_eq!(inner.bodies.lock().unwrap()[..], [sent]);
+        assert!(ctx.authz().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_call_open_to_every_identity_is_allowed_as_authenticated() {
+        let inner = Inner::default();
+        let svc = layer(Some("enforce"), "stranger").layer(inner.service());
+        let request = grpc_request(&format!("{WS}/GetSystemInfo"), message(b""));
+        let call = call_as(request, None);
+        let ctx = call.ctx.clone();
+        svc.oneshot(call).await.unwrap();
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(ctx.authz().unwrap().rule.as_deref(), Some("authenticated"));
+    }
+}

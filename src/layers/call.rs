@@ -100,3 +100,79 @@ where
         self.body.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use http_body_util::{BodyExt, StreamBody};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::layers::testing::{connection, ok_response, WS};
+
+    #[tokio::test]
+    async fn request_bytes_are_counted_into_the_context_as_the_body_streams() {
+        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x03ab"))),
+            Ok(Frame::data(Bytes::from_static(b"c"))),
+            Ok(Frame::trailers(http::HeaderMap::new())),
+        ];
+        let request = Request::builder()
+            .uri(format!("http://proxy.test{WS}/DescribeNamespace"))
+            .body(StreamBody::new(futures_util::stream::iter(chunks)))
+            .unwrap();
+        // Bytes counted before the body was read, and the context after.
+        type Seen = Vec<(u64, Arc<CallContext>)>;
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let log = seen.clone();
+        let svc = CallLayer::new(connection(None)).layer(tower::service_fn(
+            move |call: Call<Counted<_>>| {
+                let log = log.clone();
+                async move {
+                    let before = call.ctx.request_bytes();
+                    let ctx = call.ctx.clone();
+                    let body = call.request.into_body().collect().await.unwrap();
+                    assert_eq!(body.to_bytes().len(), 8);
+                    log.lock().unwrap().push((before, ctx));
+                    Ok::<_, std::convert::Infallible>(ok_response(b""))
+                }
+            },
+        ));
+        svc.oneshot(request).await.unwrap();
+        let seen = seen.lock().unwrap();
+        let (before, ctx) = &seen[0];
+        assert_eq!(*before, 0, "nothing counted before the body is read");
+        assert_eq!(ctx.request_bytes(), 8, "data frames only");
+    }
+
+    #[tokio::test]
+    async fn every_call_gets_a_context_of_its_own_on_the_layers_connection() {
+        let conn = connection(None);
+        let contexts: Arc<Mutex<Vec<Arc<CallContext>>>> = Arc::default();
+        let log = contexts.clone();
+        let mut svc = CallLayer::new(conn.clone()).layer(tower::service_fn(
+            move |call: Call<Counted<http_body_util::Empty<Bytes>>>| {
+                log.lock().unwrap().push(call.ctx.clone());
+                async { Ok::<_, std::convert::Infallible>(ok_response(b"")) }
+            },
+        ));
+        for path in ["DescribeNamespace", "NoSuchMethod"] {
+            let request = Request::builder()
+                .uri(format!("http://proxy.test{WS}/{path}"))
+                .body(http_body_util::Empty::new())
+                .unwrap();
+            svc.ready().await.unwrap().call(request).await.unwrap();
+        }
+        let contexts = contexts.lock().unwrap();
+        assert_eq!(contexts.len(), 2);
+        assert!(!Arc::ptr_eq(&contexts[0], &contexts[1]));
+        assert!(Arc::ptr_eq(&contexts[0].conn, &conn));
+        assert_eq!(
+            contexts[0].method.map(|m| m.name),
+            Some("DescribeNamespace")
+        );
+        assert_eq!(contexts[0].uri.path(), format!("{WS}/DescribeNamespace"));
+        assert!(contexts[1].method.is_none(), "not in the method table");
+    }
+}

@@ -83,3 +83,87 @@ where
         Box::pin(self.inner.call(call))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::layers::testing::{call, ok_response, read_to_end, WS};
+
+    /// The layer over an inner service that counts its calls.
+    fn service(
+        health: Option<Arc<Health>>,
+    ) -> (
+        Arc<AtomicUsize>,
+        impl Service<Call<()>, Response = Response<ResponseBody>, Error = std::convert::Infallible>,
+    ) {
+        let forwarded = Arc::new(AtomicUsize::new(0));
+        let count = forwarded.clone();
+        let svc = LocalHealthLayer::new(health).layer(tower::service_fn(move |_: Call<()>| {
+            count.fetch_add(1, Ordering::SeqCst);
+            async { Ok(ok_response(b"from the frontend")) }
+        }));
+        (forwarded, svc)
+    }
+
+    fn request(path: &str) -> Call<()> {
+        call(http::Request::builder().uri(path).body(()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn health_checks_are_answered_from_readiness_when_local() {
+        let health = Health::new();
+        let (forwarded, mut svc) = service(Some(health.clone()));
+        let resp = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request(HEALTH_CHECK))
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-type"], "application/grpc");
+        let (data, trailers) = read_to_end(resp.into_body()).await;
+        assert_eq!(
+            &data[..],
+            [0, 0, 0, 0, 2, 0x08, 2],
+            "NOT_SERVING while not ready"
+        );
+        assert_eq!(trailers.unwrap()["grpc-status"], "0");
+
+        health.set_serving(true);
+        health.set_certificates_valid();
+        health.set_upstream_ok();
+        assert!(health.ready());
+        let resp = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(request(HEALTH_CHECK))
+            .await
+            .unwrap();
+        let (data, _) = read_to_end(resp.into_body()).await;
+        assert_eq!(&data[..], [0, 0, 0, 0, 2, 0x08, 1], "SERVING once ready");
+        assert_eq!(forwarded.load(Ordering::SeqCst), 0, "never forwarded");
+    }
+
+    #[tokio::test]
+    async fn other_calls_and_every_call_when_not_local_are_forwarded() {
+        let (forwarded, svc) = service(Some(Health::new()));
+        let resp = svc
+            .oneshot(request(&format!("{WS}/GetSystemInfo")))
+            .await
+            .unwrap();
+        let (data, _) = read_to_end(resp.into_body()).await;
+        assert!(data.ends_with(b"from the frontend"));
+        assert_eq!(forwarded.load(Ordering::SeqCst), 1);
+
+        let (forwarded, svc) = service(None);
+        let resp = svc.oneshot(request(HEALTH_CHECK)).await.unwrap();
+        let (data, _) = read_to_end(resp.into_body()).await;
+        assert!(data.ends_with(b"from the frontend"));
+        assert_eq!(forwarded.load(Ordering::SeqCst), 1);
+    }
+}

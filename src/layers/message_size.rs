@@ -142,3 +142,138 @@ fn limit_of<E>(e: &LimitError<E>) -> LimitError<std::convert::Infallible> {
         LimitError::Truncated | LimitError::Inner(_) => LimitError::Truncated,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use http_body_util::{BodyExt, StreamBody};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::error::{status_of, ErrorKind};
+    use crate::layers::testing::{call, message, ok_response, WS};
+
+    type Chunks = StreamBody<
+        futures_util::stream::Iter<
+            std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>,
+        >,
+    >;
+
+    /// A request body sent in these chunks.
+    fn body(chunks: &[&[u8]]) -> Chunks {
+        let frames: Vec<_> = chunks
+            .iter()
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    /// Sends `chunks` through the layer (limit `limit`) to an inner
+    /// service that reads the body as the upstream would; returns the
+    /// bytes that reached it and the layer's answer.
+    async fn send(
+        limit: u32,
+        chunks: &[&[u8]],
+    ) -> (Vec<u8>, Result<Response<ResponseBody>, ProxyError>) {
+        let reached: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let log = reached.clone();
+        let svc = MessageSizeLayer::new(limit).layer(tower::service_fn(
+            move |call: Call<SizeChecked<Chunks>>| {
+                let log = log.clone();
+                async move {
+                    let mut body = call.request.into_body();
+                    while let Some(frame) = body.frame().await {
+                        match frame {
+                            Ok(frame) => {
+                                if let Some(data) = frame.data_ref() {
+                                    log.lock().unwrap().extend_from_slice(data);
+                                }
+                            }
+                            // What a reset upstream stream makes of it.
+                            Err(_) => return Err(ProxyError::UpstreamNoStatus),
+                        }
+                    }
+                    Ok(ok_response(b""))
+                }
+            },
+        ));
+        let request = http::Request::builder()
+            .uri(format!("{WS}/StartWorkflowExecution"))
+            .body(body(chunks))
+            .unwrap();
+        let answer = svc.oneshot(call(request)).await;
+        let reached = reached.lock().unwrap().clone();
+        (reached, answer)
+    }
+
+    fn refusal(answer: Result<Response<ResponseBody>, ProxyError>) -> ProxyError {
+        match answer {
+            Err(e) => e,
+            Ok(_) => panic!("an over-limit message was not refused"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_over_limit_message_never_reaches_the_inner_body() {
+        let big = message(&[7; 100]);
+        let (reached, answer) = send(16, &[&big]).await;
+        assert!(
+            reached.is_empty(),
+            "{} bytes reached the upstream",
+            reached.len()
+        );
+        let err = refusal(answer);
+        assert!(
+            matches!(
+                err,
+                ProxyError::Request(LimitError::TooLarge {
+                    size: 100,
+                    limit: 16
+                })
+            ),
+            "{err:?}"
+        );
+        let status = status_of(&err);
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        // grpc-go's words, which SDKs recognise, then the proxy's.
+        assert_eq!(
+            status.message(),
+            "grpc: received message larger than max (100 vs. 16) (the proxy read the request)"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_prefix_is_held_back_until_its_length_is_known() {
+        let big = message(&[7; 100]);
+        let (reached, answer) = send(16, &[&big[..3], &big[3..5], &big[5..]]).await;
+        assert!(reached.is_empty(), "{reached:?}");
+        assert_eq!(refusal(answer).kind(), ErrorKind::MessageTooLarge);
+    }
+
+    #[tokio::test]
+    async fn messages_within_the_limit_pass_byte_for_byte() {
+        let one = message(&[1; 11]);
+        let two = message(&[2; 11]);
+        let sent = [&one[..], &two[..]].concat();
+        // Split anywhere, even inside a prefix.
+        let (reached, answer) = send(16, &[&sent[..3], &sent[3..20], &sent[20..]]).await;
+        assert_eq!(reached, sent);
+        assert!(answer.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_later_message_over_the_limit_stops_there() {
+        let small = message(&[1; 4]);
+        let big = message(&[2; 17]);
+        let (reached, answer) = send(16, &[&small, &big]).await;
+        assert_eq!(reached, small, "the first message only");
+        assert!(matches!(
+            refusal(answer),
+            ProxyError::Request(LimitError::TooLarge {
+                size: 17,
+                limit: 16
+            })
+        ));
+    }
+}

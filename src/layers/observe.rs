@@ -54,3 +54,67 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::layers::testing::{call, ok_response, read_to_end, Told};
+
+    async fn observed(
+        observer: Option<Arc<dyn CallObserver>>,
+        answer: fn() -> Response<ResponseBody>,
+    ) -> Response<ResponseBody> {
+        let svc = Observed::new(
+            tower::service_fn(move |_: Call<()>| async move {
+                Ok::<_, std::convert::Infallible>(answer())
+            }),
+            observer,
+        );
+        svc.oneshot(call(http::Request::new(()))).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_observer_is_told_once_when_the_response_ends() {
+        let told = Arc::new(Told::default());
+        let resp = observed(Some(told.clone()), || ok_response(b"abc")).await;
+        assert!(told.endings().is_empty(), "told before the end");
+        read_to_end(resp.into_body()).await;
+        let endings = told.endings();
+        assert_eq!(endings.len(), 1);
+        assert_eq!(endings[0].grpc_status, Some(0));
+        assert_eq!(endings[0].response_bytes, 8);
+    }
+
+    #[tokio::test]
+    async fn a_trailers_only_status_is_read_from_the_headers() {
+        let told = Arc::new(Told::default());
+        let resp = observed(Some(told.clone()), || {
+            ResponseBody::status_only(tonic::Status::not_found("none"))
+        })
+        .await;
+        read_to_end(resp.into_body()).await;
+        let endings = told.endings();
+        assert_eq!(endings.len(), 1);
+        assert_eq!(endings[0].grpc_status, Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_response_dropped_unread_is_told_without_a_status() {
+        let told = Arc::new(Told::default());
+        drop(observed(Some(told.clone()), || ok_response(b"abc")).await);
+        let endings = told.endings();
+        assert_eq!(endings.len(), 1);
+        assert_eq!(endings[0].grpc_status, None);
+        assert_eq!(endings[0].response_bytes, 0);
+    }
+
+    #[tokio::test]
+    async fn without_an_observer_the_response_is_unchanged() {
+        let resp = observed(None, || ok_response(b"abc")).await;
+        let (data, trailers) = read_to_end(resp.into_body()).await;
+        assert_eq!(&data[..], b"\0\0\0\0\x03abc");
+        assert_eq!(trailers.unwrap()["grpc-status"], "0");
+    }
+}

@@ -110,4 +110,47 @@ mod tests {
             .unwrap()
             .contains("unreachable"));
     }
+
+    /// Ready with an error, then answers every call.
+    #[derive(Clone)]
+    struct NotReady;
+
+    impl Service<Call<()>> for NotReady {
+        type Response = Response<ResponseBody>;
+        type Error = ProxyError;
+        type Future = std::future::Ready<Result<Response<ResponseBody>, ProxyError>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+            Poll::Ready(Err(ProxyError::UpstreamNoStatus))
+        }
+        fn call(&mut self, _: Call<()>) -> Self::Future {
+            std::future::ready(Err(ProxyError::UpstreamNoStatus))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_readiness_error_is_answered_per_call_not_by_the_service() {
+        let mut svc = RescueLayer.layer(NotReady);
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        let call = crate::layers::testing::call(http::Request::new(()));
+        let ctx = call.ctx.clone();
+        let resp = svc.call(call).await.unwrap();
+        assert_eq!(resp.headers()["grpc-status"], "13");
+        assert_eq!(ctx.error(), Some(crate::error::ErrorKind::UpstreamNoStatus));
+    }
+
+    #[tokio::test]
+    async fn responses_pass_unchanged_and_record_no_error() {
+        use tower::ServiceExt;
+        let svc = RescueLayer.layer(tower::service_fn(|_: Call<()>| async {
+            Ok::<_, ProxyError>(crate::layers::testing::ok_response(b"abc"))
+        }));
+        let call = crate::layers::testing::call(http::Request::new(()));
+        let ctx = call.ctx.clone();
+        let resp = svc.oneshot(call).await.unwrap();
+        assert!(resp.headers().get("grpc-status").is_none());
+        let (data, trailers) = crate::layers::testing::read_to_end(resp.into_body()).await;
+        assert_eq!(&data[..], b"\0\0\0\0\x03abc");
+        assert_eq!(trailers.unwrap()["grpc-status"], "0");
+        assert_eq!(ctx.error(), None);
+    }
 }

@@ -61,3 +61,109 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::error::{status_of, ErrorKind};
+    use crate::layers::testing::{
+        answers, forward_to, message, paths, read_to_end, through_upstream, FakeUpstream,
+    };
+    use crate::layers::testing::{call, grpc_request};
+
+    use super::*;
+
+    const MAX: u32 = 4 << 20;
+
+    #[tokio::test]
+    async fn a_call_reaches_the_frontend_and_its_response_streams_back() {
+        let frontend = FakeUpstream::start(answers).await;
+        let sent = message(b"request");
+        let resp = through_upstream(&frontend, paths::OK, sent.clone(), MAX)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "application/grpc");
+        let (data, trailers) = read_to_end(resp.into_body()).await;
+        assert_eq!(data, message(b"hi"));
+        assert_eq!(trailers.unwrap()["grpc-status"], "0");
+        assert_eq!(
+            frontend.received.lock().unwrap()[..],
+            [(paths::OK.to_owned(), sent)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trailers_only_answer_is_not_given_a_second_status() {
+        let frontend = FakeUpstream::start(answers).await;
+        let resp = through_upstream(&frontend, paths::TRAILERS_ONLY, message(b""), MAX)
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["grpc-status"], "5");
+        let (data, trailers) = read_to_end(resp.into_body()).await;
+        assert!(data.is_empty());
+        assert!(trailers.is_none(), "{trailers:?}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_ends_without_a_status_gets_one_from_the_proxy() {
+        let frontend = FakeUpstream::start(answers).await;
+        let resp = through_upstream(&frontend, paths::NO_STATUS, message(b""), MAX)
+            .await
+            .unwrap();
+        let (data, trailers) = read_to_end(resp.into_body()).await;
+        assert_eq!(data, message(b"hi"), "what the frontend sent still arrives");
+        let trailers = trailers.expect("trailers added by the proxy");
+        assert_eq!(trailers["grpc-status"], "13");
+        let status = tonic::Status::from_header_map(&trailers).unwrap();
+        assert_eq!(
+            status.message(),
+            "upstream ended the response without grpc-status"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_response_message_over_the_limit_ends_with_resource_exhausted() {
+        let frontend = FakeUpstream::start(answers).await;
+        let resp = through_upstream(&frontend, paths::BIG, message(b""), 16)
+            .await
+            .unwrap();
+        let (data, trailers) = read_to_end(resp.into_body()).await;
+        assert!(
+            data.is_empty(),
+            "{} bytes of the big message passed",
+            data.len()
+        );
+        let trailers = trailers.unwrap();
+        assert_eq!(trailers["grpc-status"], "8");
+        let status = tonic::Status::from_header_map(&trailers).unwrap();
+        assert!(
+            status
+                .message()
+                .starts_with("grpc: received message larger than max (100 vs. 16)"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_frontend_is_an_unavailable_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut svc = Upstream::new(forward_to(&format!("http://127.0.0.1:{port}")), MAX);
+        let err = match svc.call(call(grpc_request(paths::OK, message(b"")))).await {
+            Err(e) => e,
+            Ok(_) => panic!("answered with nothing listening"),
+        };
+        assert_eq!(err.kind(), ErrorKind::UpstreamUnavailable);
+        let status = status_of(&err);
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(
+            status.message().contains("unreachable"),
+            "{}",
+            status.message()
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: a test PKI made with rcgen at
 //! run time, the real Temporal dev server, real clients (the `temporal` CLI,
-//! the Python SDK, a raw gRPC client), and the proxy binary as a child process.
+//! the Python SDK, a raw gRPC client), and the proxy itself: run in the test's
+//! process, or the binary as a child process (`proxy`).
 #![allow(dead_code)]
 
 pub mod cli;
