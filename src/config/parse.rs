@@ -57,7 +57,11 @@ pub(super) fn parse(text: &str) -> Result<(RawConfig, Vec<Problem>), toml::de::E
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
@@ -191,8 +195,9 @@ mod tests {
 
     #[test]
     fn a_size_of_the_wrong_type_is_placed_on_its_key() {
-        let problems =
-            shape_problems("[limits]\nmax_request_message = true\n[[authz.rule]]\nmatch = { cn = 5 }\n");
+        let problems = shape_problems(
+            "[limits]\nmax_request_message = true\n[[authz.rule]]\nmatch = { cn = 5 }\n",
+        );
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(
             problems[0].starts_with(
@@ -200,6 +205,9 @@ mod tests {
             ),
             "{problems:?}"
         );
-        assert!(problems[1].starts_with("authz.rule[0].match.cn: "), "{problems:?}");
+        assert!(
+            problems[1].starts_with("authz.rule[0].match.cn: "),
+            "{problems:?}"
+        );
     }
 }

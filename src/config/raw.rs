@@ -110,7 +110,6 @@ pub enum RawSize {
     Text(String),
 }
 
-#[derive(Debug, Default, Deserialize)]
 impl<'de> Deserialize<'de> for RawSize {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct SizeVisitor;
@@ -123,9 +122,9 @@ impl<'de> Deserialize<'de> for RawSize {
                 Ok(RawSize::Bytes(v))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawSize, E> {
-                u64::try_from(v).map(RawSize::Bytes).map_err(|_| {
-                    E::invalid_value(serde::de::Unexpected::Signed(v), &self)
-                })
+                u64::try_from(v)
+                    .map(RawSize::Bytes)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSize, E> {
                 Ok(RawSize::Text(v.to_owned()))
@@ -135,6 +134,7 @@ impl<'de> Deserialize<'de> for RawSize {
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_request_message: Option<RawSize>,
