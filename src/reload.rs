@@ -12,8 +12,8 @@
 //! start; if anything is wrong (unparseable, key not matching, expired) it
 //! is refused and the running set keeps serving. Open connections and calls
 //! in flight are not touched (open connections pick up a new policy on their
-//! next call). Settings that cannot change live (listen address, upstream,
-//! limits) are reported as needing a restart.
+//! next call). Settings that cannot change live (listen address and PROXY
+//! protocol, upstream, limits) are reported as needing a restart.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
@@ -224,6 +224,12 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if old.listen.address != new.listen.address {
         changed.push("listen.address");
+    }
+    // Not live: turning it on or off goes with reconfiguring the load
+    // balancer in front, and connections accepted meanwhile would be read
+    // under either setting.
+    if old.listen.proxy_protocol != new.listen.proxy_protocol {
+        changed.push("listen.proxy_protocol");
     }
     if old.upstream.address != new.upstream.address
         || old.upstream.connect_timeout != new.upstream.connect_timeout

@@ -135,6 +135,9 @@ pub struct AuditConfig {
 #[derive(Debug, Clone)]
 pub struct ListenConfig {
     pub address: SocketAddr,
+    /// Every connection starts with a PROXY protocol v2 header (behind an
+    /// L4 load balancer); its source address is the peer's.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -78,7 +78,10 @@ pub(super) fn validate(
     match (address, tls, upstream) {
         (Some(address), Some(tls), Some(upstream)) if p.0.is_empty() => Ok(Config {
             source: None,
-            listen: ListenConfig { address },
+            listen: ListenConfig {
+                address,
+                proxy_protocol: listen.proxy_protocol.unwrap_or(false),
+            },
             tls,
             upstream,
             shutdown,

@@ -1,6 +1,7 @@
-//! One client connection: the TLS handshake (refusals logged with their
-//! reason), then HTTP/2 served by hyper with the call stack, until the peer
-//! leaves or a drain asks for a graceful GOAWAY.
+//! One client connection: the PROXY protocol header when configured, the
+//! TLS handshake (refusals logged with their reason), then HTTP/2 served by
+//! hyper with the call stack, until the peer leaves or a drain asks for a
+//! graceful GOAWAY.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,30 +16,35 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::frame_guard::{FrameGuard, GuardEvents, PingPolicy};
+use super::proxy_header::{self, Header, ReadError};
 use super::{stack, Server};
 use crate::call::activity::ConnActivity;
 use crate::config::KeepaliveConfig;
 use crate::logging::limit;
 use crate::metrics::{KeepaliveEvent, Metrics};
-use crate::tls::handshake;
+use crate::tls::handshake::{self, Accepted, HandshakeRefusal};
 use crate::tls::identity::PeerIdentity;
 use crate::upstream::Forward;
 
+/// Serves the connection accepted from `socket_peer` (the socket's remote
+/// address).
 pub async fn handle(
     tcp: TcpStream,
-    peer: SocketAddr,
+    socket_peer: SocketAddr,
     server: Arc<Server>,
     forward: Forward,
     token: CancellationToken,
 ) {
-    let accepted = tokio::select! {
-        r = handshake::accept(tcp, peer, server.live.tls(), server.handshake_timeout) => r,
+    let (origin, accepted) = tokio::select! {
+        r = handshake(tcp, socket_peer, &server) => r,
         () = token.cancelled() => return,
     };
+    let Origin { peer, via } = origin;
+    let via = via.map(tracing::field::display);
     let accepted = match accepted {
         Ok(a) => a,
         Err(refusal) => {
-            handshake::log_refusal(peer, &refusal);
+            handshake::log_refusal(peer, origin.via, &refusal);
             server.metrics.handshake_failed(refusal.label());
             return;
         }
@@ -46,6 +52,7 @@ pub async fn handle(
     let info = accepted.info;
     tracing::debug!(
         peer = %peer,
+        via,
         identity = info.identity.as_deref().map(PeerIdentity::display_name).unwrap_or(""),
         sni = info.sni.as_deref().unwrap_or(""),
         "connection accepted"
@@ -72,15 +79,73 @@ pub async fn handle(
     let conn = server.h2.serve_connection(TokioIo::new(guarded), service);
     let result = lifecycle(conn, k, &activity, &token, peer, &server.metrics).await;
     match result {
-        Ok(()) => tracing::debug!(peer = %peer, "connection closed"),
+        Ok(()) => tracing::debug!(peer = %peer, via, "connection closed"),
         Err(e) if e.is_timeout() => {
             server.metrics.keepalive_event(KeepaliveEvent::PingTimeout);
             if limit::PING_TIMEOUT.admit() {
-                tracing::info!(peer = %peer, "connection closed: keepalive ping not answered in time");
+                tracing::info!(peer = %peer, via, "connection closed: keepalive ping not answered in time");
             }
         }
-        Err(e) => tracing::debug!(peer = %peer, error = %e, "connection ended with an error"),
+        Err(e) => tracing::debug!(peer = %peer, via, error = %e, "connection ended with an error"),
     }
+}
+
+/// Where a connection comes from.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    /// The client: the source address of its PROXY protocol header behind a
+    /// load balancer, else the socket's. What logs, audit lines and the
+    /// calls' `ConnectionInfo` name as the peer.
+    peer: SocketAddr,
+    /// The load balancer (the socket's address) when `peer` came from a
+    /// PROXY header.
+    via: Option<SocketAddr>,
+}
+
+/// The PROXY protocol header (when `listen.proxy_protocol` is on), then the
+/// TLS handshake, both within one `tls.handshake_timeout`. The header's
+/// bytes are read exactly, so rustls sees the stream from the first byte
+/// after them.
+async fn handshake(
+    mut tcp: TcpStream,
+    socket_peer: SocketAddr,
+    server: &Server,
+) -> (Origin, Result<Accepted, HandshakeRefusal>) {
+    let timeout = server.handshake_timeout;
+    let started = Instant::now();
+    let mut origin = Origin {
+        peer: socket_peer,
+        via: None,
+    };
+    if server.proxy_protocol {
+        let refusal = match tokio::time::timeout(timeout, proxy_header::read(&mut tcp)).await {
+            // A health check of the load balancer's own.
+            Ok(Ok(Header::Local)) => None,
+            Ok(Ok(Header::Proxy { source })) => {
+                origin = Origin {
+                    peer: source,
+                    via: Some(socket_peer),
+                };
+                None
+            }
+            // Connected and closed without a byte: a TCP probe, as without
+            // the setting.
+            Ok(Err(ReadError::Closed)) => Some(HandshakeRefusal::Closed),
+            Ok(Err(ReadError::Invalid(e))) => Some(HandshakeRefusal::ProxyHeader(e.to_string())),
+            Ok(Err(ReadError::Io(e))) => Some(HandshakeRefusal::Io(e.to_string())),
+            Err(_) => Some(HandshakeRefusal::Timeout(timeout)),
+        };
+        if let Some(refusal) = refusal {
+            return (origin, Err(refusal));
+        }
+    }
+    let left = timeout.saturating_sub(started.elapsed());
+    let accepted = match handshake::accept(tcp, origin.peer, server.live.tls(), left).await {
+        // Named by the setting, not by what was left of it.
+        Err(HandshakeRefusal::Timeout(_)) => Err(HandshakeRefusal::Timeout(timeout)),
+        other => other,
+    };
+    (origin, accepted)
 }
 
 /// Serves the connection until it ends, closing it gracefully (GOAWAY, then

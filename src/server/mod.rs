@@ -1,10 +1,12 @@
 //! The listener side: the accept loop and drain (`mod.rs`), one task per
-//! connection (`connection`), what is enforced on a client's HTTP/2 frames
-//! below hyper (`frame_guard`), the tower stack each call goes through
-//! (`stack`), and the worker threads connections run on (`workers`).
+//! connection (`connection`), the PROXY protocol header read before TLS
+//! behind a load balancer (`proxy_header`), what is enforced on a client's
+//! HTTP/2 frames below hyper (`frame_guard`), the tower stack each call goes
+//! through (`stack`), and the worker threads connections run on (`workers`).
 
 mod connection;
 pub mod frame_guard;
+mod proxy_header;
 pub mod stack;
 pub mod workers;
 
@@ -28,7 +30,10 @@ use stack::StackConfig;
 pub struct Server {
     /// The TLS config of new handshakes (and the policy, for the stack).
     live: Arc<Live>,
+    /// It covers the PROXY protocol header too, when there is one.
     handshake_timeout: Duration,
+    /// `listen.proxy_protocol`: read a PROXY protocol v2 header first.
+    proxy_protocol: bool,
     drain_timeout: Duration,
     h2: hyper::server::conn::http2::Builder<TokioExecutor>,
     keepalive: KeepaliveConfig,
@@ -68,6 +73,7 @@ impl Server {
         Server {
             live: stack.live.clone(),
             handshake_timeout: config.tls.handshake_timeout,
+            proxy_protocol: config.listen.proxy_protocol,
             drain_timeout: config.shutdown.drain_timeout,
             h2,
             keepalive: config.keepalive.clone(),
@@ -92,6 +98,9 @@ pub async fn serve(
     let tracker = TaskTracker::new();
     let token = CancellationToken::new();
     tokio::pin!(shutdown);
+    if server.proxy_protocol {
+        tracing::info!("PROXY protocol v2 required: every connection must start with its header (listen.proxy_protocol)");
+    }
     loop {
         tokio::select! {
             biased;

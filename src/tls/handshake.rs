@@ -78,12 +78,17 @@ pub enum HandshakeRefusal {
     Tls(String),
     #[error("I/O error during the handshake: {0}")]
     Io(String),
+    /// `listen.proxy_protocol` is on and the connection did not start with
+    /// an acceptable PROXY protocol v2 header (the reason in words, from
+    /// `server::proxy_header`).
+    #[error("{0}")]
+    ProxyHeader(String),
 }
 
 impl HandshakeRefusal {
     /// Every [`HandshakeRefusal::label`], for the metrics (whose series start at
     /// zero); a test checks the two agree.
-    pub const LABELS: [&'static str; 19] = [
+    pub const LABELS: [&'static str; 20] = [
         "no_client_certificate",
         "unknown_ca",
         "bad_signature",
@@ -103,6 +108,7 @@ impl HandshakeRefusal {
         "closed",
         "tls_error",
         "io_error",
+        "proxy_header",
     ];
 
     /// A short stable label (for metrics and log fields).
@@ -127,6 +133,7 @@ impl HandshakeRefusal {
             HandshakeRefusal::Closed => "closed",
             HandshakeRefusal::Tls(_) => "tls_error",
             HandshakeRefusal::Io(_) => "io_error",
+            HandshakeRefusal::ProxyHeader(_) => "proxy_header",
         }
     }
 
@@ -198,7 +205,9 @@ async fn accept_inner(
         Ok(0) => return Err(HandshakeRefusal::Closed),
         Ok(_) if first[0] != TLS_HANDSHAKE_RECORD => return Err(refuse_plaintext(tcp).await),
         Ok(_) => {}
-        Err(e) => return Err(HandshakeRefusal::Io(e.to_string())),
+        // A reset before the first byte is a probe too (HAProxy's health
+        // checks close with RST): `closed`, as classify_io says.
+        Err(e) => return Err(classify_io(&e, &[])),
     }
 
     let mut lazy = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
@@ -286,7 +295,13 @@ async fn refuse_plaintext(mut tcp: TcpStream) -> HandshakeRefusal {
         (HandshakeRefusal::PlaintextHttp1, reply)
     } else {
         let hex: Vec<String> = got.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        (HandshakeRefusal::NotTls(hex.join(" ")), Vec::new())
+        let mut what = hex.join(" ");
+        // A load balancer sending PROXY protocol to a listener not set up
+        // for it: say which setting to look at.
+        if got.starts_with(b"\r\n\r\n\0\r\nQUIT\n") || got.starts_with(b"PROXY ") {
+            what.push_str(": a PROXY protocol header, but listen.proxy_protocol is off");
+        }
+        (HandshakeRefusal::NotTls(what), Vec::new())
     };
     if !reply.is_empty() {
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -396,12 +411,14 @@ fn unix_to_system(t: &rustls::pki_types::UnixTime) -> SystemTime {
 }
 
 /// Logs a refusal as one line (a warning, except for probes that just
-/// connect and close).
-pub fn log_refusal(peer: SocketAddr, refusal: &HandshakeRefusal) {
+/// connect and close). `via`: the load balancer's address when the peer's
+/// came from its PROXY protocol header.
+pub fn log_refusal(peer: SocketAddr, via: Option<SocketAddr>, refusal: &HandshakeRefusal) {
+    let via = via.map(tracing::field::display);
     if refusal.is_quiet() {
-        tracing::debug!(peer = %peer, reason = %refusal, kind = refusal.label(), "TLS handshake refused");
+        tracing::debug!(peer = %peer, via, reason = %refusal, kind = refusal.label(), "TLS handshake refused");
     } else if crate::logging::limit::HANDSHAKE_REFUSED.admit() {
-        tracing::warn!(peer = %peer, reason = %refusal, kind = refusal.label(), "TLS handshake refused");
+        tracing::warn!(peer = %peer, via, reason = %refusal, kind = refusal.label(), "TLS handshake refused");
     }
 }
 
@@ -481,8 +498,201 @@ mod tests {
             HandshakeRefusal::Closed,
             HandshakeRefusal::Tls(String::new()),
             HandshakeRefusal::Io(String::new()),
+            HandshakeRefusal::ProxyHeader(String::new()),
         ];
         let labels: Vec<&str> = every.iter().map(HandshakeRefusal::label).collect();
         assert_eq!(labels, HandshakeRefusal::LABELS);
+    }
+
+    /// Every rustls error the handshake can end with, as the operator
+    /// reads it: (error, ALPN the client offered) -> (label, reason).
+    #[test]
+    fn rustls_errors_become_labels_and_reasons() {
+        use rustls::pki_types::UnixTime;
+        use rustls::Error as E;
+        let at = |secs| UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        let http11 = vec!["http/1.1".to_owned()];
+        let table: Vec<(E, &[String], &str, &str)> = vec![
+            (E::NoCertificatesPresented, &[], "no_client_certificate", "no client certificate presented"),
+            (
+                E::InvalidCertificate(CertificateError::UnknownIssuer),
+                &[],
+                "unknown_ca",
+                "client certificate is not issued by a trusted CA (unknown CA)",
+            ),
+            (
+                E::InvalidCertificate(CertificateError::BadSignature),
+                &[],
+                "bad_signature",
+                "client certificate signature does not verify against the trusted CA (unknown CA or forged certificate)",
+            ),
+            (E::InvalidCertificate(CertificateError::Expired), &[], "expired", "client certificate expired"),
+            (
+                E::InvalidCertificate(CertificateError::ExpiredContext {
+                    time: at(2_000_000_000),
+                    not_after: at(1_700_000_000),
+                }),
+                &[],
+                "expired",
+                "client certificate expired (not after 2023-11-14T22:13:20Z)",
+            ),
+            (
+                E::InvalidCertificate(CertificateError::NotValidYet),
+                &[],
+                "not_yet_valid",
+                "client certificate not yet valid",
+            ),
+            (
+                E::InvalidCertificate(CertificateError::NotValidYetContext {
+                    time: at(1_600_000_000),
+                    not_before: at(1_700_000_000),
+                }),
+                &[],
+                "not_yet_valid",
+                "client certificate not yet valid (not before 2023-11-14T22:13:20Z)",
+            ),
+            (
+                E::InvalidCertificate(CertificateError::Revoked),
+                &[],
+                "revoked",
+                "client certificate revoked (listed in a configured CRL)",
+            ),
+            (
+                E::InvalidCertificate(CertificateError::InvalidPurpose),
+                &[],
+                "wrong_key_usage",
+                "client certificate has the wrong key usage: it is not allowed for client authentication (extended key usage lacks clientAuth)",
+            ),
+            (
+                E::InvalidCertificate(CertificateError::UnhandledCriticalExtension),
+                &[],
+                "bad_certificate",
+                "client certificate rejected: UnhandledCriticalExtension",
+            ),
+            (
+                E::NoApplicationProtocol,
+                &http11,
+                "no_alpn_h2",
+                "client did not offer ALPN h2 (offered: http/1.1)",
+            ),
+            (
+                E::AlertReceived(AlertDescription::NoApplicationProtocol),
+                &[],
+                "no_alpn_h2",
+                "client did not offer ALPN h2 (offered: none)",
+            ),
+            (
+                E::PeerIncompatible(rustls::PeerIncompatible::NoCipherSuitesInCommon),
+                &[],
+                "incompatible",
+                "client TLS version or cipher suites not acceptable: NoCipherSuitesInCommon",
+            ),
+            (
+                E::AlertReceived(AlertDescription::UnknownCA),
+                &[],
+                "client_alert",
+                "client aborted the handshake with alert 'UnknownCA' (it probably does not trust the server certificate or its CA)",
+            ),
+            (
+                E::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+                &[],
+                "not_tls",
+                "not a TLS handshake (first bytes received corrupt message of type InvalidContentType)",
+            ),
+            (
+                E::General("something else".into()),
+                &[],
+                "tls_error",
+                "TLS error: unexpected error: something else",
+            ),
+        ];
+        for (error, offered, label, reason) in table {
+            let refusal = classify(&error, offered);
+            assert_eq!(
+                (refusal.label(), refusal.to_string().as_str()),
+                (label, reason),
+                "{error:?}"
+            );
+            assert!(HandshakeRefusal::LABELS.contains(&label));
+        }
+    }
+
+    /// What a client that does not complete a TLS handshake sends.
+    struct RawClient {
+        sends: &'static [u8],
+        /// Closes its side after sending.
+        closes: bool,
+    }
+
+    /// The refusal of a connection whose client does `client`, under a
+    /// handshake timeout of 300 ms, and what the client read back.
+    async fn refused(client: RawClient) -> (HandshakeRefusal, Vec<u8>) {
+        let (config, _dir) = crate::layers::testing::config("http://127.0.0.1:9", "");
+        let tls = crate::tls::server::server_config(&config.tls.material).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = tokio::spawn(async move {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            tcp.write_all(client.sends).await.unwrap();
+            if client.closes {
+                tcp.shutdown().await.unwrap();
+            }
+            let mut reply = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut reply)).await;
+            reply
+        });
+        let (tcp, peer) = listener.accept().await.unwrap();
+        let refusal = match accept(tcp, peer, tls, Duration::from_millis(300)).await {
+            Err(refusal) => refusal,
+            Ok(_) => panic!("accepted"),
+        };
+        (refusal, reader.await.unwrap())
+    }
+
+    /// Clients that never start TLS: (client) -> (label, reason, the
+    /// start of what it is told).
+    #[tokio::test]
+    async fn clients_that_do_not_speak_tls_are_refused_with_a_reason() {
+        let table: [(RawClient, &str, &str, &[u8]); 5] = [
+            (
+                RawClient { sends: b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", closes: false },
+                "plaintext_h2c",
+                "plaintext HTTP/2 (h2c) sent to the TLS port; this port requires TLS with a client certificate",
+                // An empty SETTINGS, then GOAWAY.
+                &[0, 0, 0, 4, 0, 0, 0, 0, 0],
+            ),
+            (
+                RawClient { sends: b"GET / HTTP/1.1\r\nHost: proxy\r\n\r\n", closes: false },
+                "plaintext_http1",
+                "plaintext HTTP/1.x request sent to the TLS port; this port requires TLS with a client certificate",
+                b"HTTP/1.1 400 Bad Request\r\n",
+            ),
+            (
+                RawClient { sends: b"\x00\x01garbage", closes: true },
+                "not_tls",
+                "not a TLS handshake (first bytes 00 01 67 61 72 62 61 67)",
+                b"",
+            ),
+            (RawClient { sends: b"", closes: true }, "closed", "client closed the connection before completing the handshake", b""),
+            (
+                RawClient { sends: &[TLS_HANDSHAKE_RECORD], closes: false },
+                "timeout",
+                "handshake not completed within 300ms",
+                b"",
+            ),
+        ];
+        for (client, label, reason, told) in table {
+            let sends = client.sends;
+            let (refusal, reply) = refused(client).await;
+            assert_eq!(
+                (refusal.label(), refusal.to_string().as_str()),
+                (label, reason),
+                "{sends:?}"
+            );
+            assert!(reply.starts_with(told), "{sends:?} was told {reply:?}");
+            if told.is_empty() {
+                assert!(reply.is_empty(), "{sends:?} was told {reply:?}");
+            }
+        }
     }
 }
