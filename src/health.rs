@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use tower_service::Service;
 
+use crate::tls::material;
 use crate::upstream::Forward;
 
 /// The readiness checks' results; shared with the rest of the proxy.
@@ -226,17 +227,6 @@ fn problem(text: &Mutex<String>, flag: &AtomicBool) -> Option<String> {
     Some(text.lock().unwrap_or_else(PoisonError::into_inner).clone())
 }
 
-/// Subject and not-after of each PEM certificate in `der`s.
-fn expiries<'a>(ders: impl Iterator<Item = &'a [u8]>) -> Vec<(String, SystemTime)> {
-    ders.filter_map(|der| {
-        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        let secs = cert.validity().not_after.timestamp();
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
-        Some((cert.subject().to_string(), at))
-    })
-    .collect()
-}
-
 /// Subjects and expiry times of some certificates.
 pub type CertificateDates = Vec<(String, SystemTime)>;
 
@@ -248,17 +238,8 @@ pub fn certificate_expiries(
     server_chain: &[rustls_pki_types::CertificateDer<'_>],
     client_ca: &std::path::Path,
 ) -> (CertificateDates, CertificateDates) {
-    let server = expiries(server_chain.iter().take(1).map(|c| c.as_ref()));
-    let cas = std::fs::read(client_ca)
-        .ok()
-        .map(|pem| {
-            let ders: Vec<Vec<u8>> = rustls_pki_types::pem::PemObject::pem_slice_iter(&pem)
-                .filter_map(|c: Result<rustls_pki_types::CertificateDer<'static>, _>| c.ok())
-                .map(|c| c.to_vec())
-                .collect();
-            expiries(ders.iter().map(|d| d.as_slice()))
-        })
-        .unwrap_or_default();
+    let server = material::expiry_dates(server_chain.iter().take(1).map(|c| c.as_ref()));
+    let cas = material::file_expiry_dates(client_ca);
     (server, cas)
 }
 

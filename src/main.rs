@@ -19,6 +19,10 @@ struct Cli {
     /// exit: 0 when valid, 64 when not.
     #[arg(long, requires = "config")]
     check_config: bool,
+    /// With --check-config: print the settings in force instead (every key,
+    /// defaults included, paths resolved), as a config file.
+    #[arg(long, requires = "check_config")]
+    verbose: bool,
     #[command(flatten)]
     log: LogArgs,
     #[command(subcommand)]
@@ -83,10 +87,23 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_config {
-        println!(
-            "config OK: listening on {}, upstream {}",
-            config.listen.address, config.upstream.address
-        );
+        // Certificates that expire soon: valid today, so a warning, not an
+        // error (the exit code stays 0).
+        for soon in config.expiring_certificates(std::time::SystemTime::now()) {
+            eprintln!("warning: {soon}");
+        }
+        let origin = config
+            .source
+            .as_ref()
+            .map_or_else(|| "the dev config".to_owned(), |p| p.display().to_string());
+        if cli.verbose {
+            print!("{}", config.effective_toml(&origin));
+        } else {
+            println!(
+                "config OK: listening on {}, upstream {}",
+                config.listen.address, config.upstream.address
+            );
+        }
         return ExitCode::SUCCESS;
     }
 

@@ -109,6 +109,17 @@ impl Reloadable {
         );
         self.metrics.set_certificates(&server, &cas);
         self.health.set_live_certificates(server, cas);
+        for soon in config.expiring_certificates(std::time::SystemTime::now()) {
+            let not_after = humantime::format_rfc3339_seconds(soon.not_after);
+            tracing::warn!(
+                key = soon.key,
+                path = %soon.path.display(),
+                subject = %soon.subject,
+                not_after = %not_after,
+                expired = soon.left.is_none(),
+                "{soon}"
+            );
+        }
     }
 }
 

@@ -429,3 +429,153 @@ fn upstream_cert_and_key_problems_are_named_by_their_own_keys() {
     assert!(err.contains("upstream.key: "), "{err}");
     assert!(!err.contains("upstream.cert: "), "{err}");
 }
+
+const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// A server certificate two days from expiry passes the check (it is valid)
+/// but is warned about, naming the key, the file and the time left; so is
+/// the upstream client certificate. One with a month left is not. Before,
+/// `--check-config` said only "config OK".
+#[test]
+fn check_config_warns_about_certificates_expiring_within_14_days() {
+    let pki = TestPki::new();
+    let (soon_cert, soon_key) =
+        pki.server_cert_expiring_in("soon", &["localhost"], 2 * DAY + DAY / 2);
+    let (month_cert, month_key) = pki.server_cert_expiring_in("month", &["localhost"], 30 * DAY);
+    let upstream = format!(
+        "ca = {:?}\ncert = {:?}\nkey = {:?}\n",
+        pki.ca.display().to_string(),
+        soon_cert.display().to_string(),
+        soon_key.display().to_string()
+    );
+    let config = tls_config(&soon_cert, &soon_key, &pki.ca).replace(
+        "http://127.0.0.1:7233\"\n",
+        &format!("https://127.0.0.1:7233\"\n{upstream}"),
+    );
+    let out = check(&config);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("config OK"));
+    for key in ["tls.cert", "upstream.cert"] {
+        let expected = format!(
+            "warning: {key}: certificate CN=soon in {} expires in 2 days (on ",
+            soon_cert.display()
+        );
+        assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    }
+    assert_eq!(err.matches("warning:").count(), 2, "{err}");
+
+    let out = check(&tls_config(&month_cert, &month_key, &pki.ca));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+/// `--check-config --verbose` prints the settings in force as a config
+/// file: defaults filled in, relative paths resolved, and valid: checked
+/// again, it prints itself.
+#[test]
+fn check_config_verbose_prints_the_settings_in_force_as_a_valid_config() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to) in [
+        (&pki.server_cert, "server.pem"),
+        (&pki.server_key, "server.key"),
+        (&pki.ca, "ca.pem"),
+    ] {
+        std::fs::copy(from, dir.path().join(to)).unwrap();
+    }
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(
+        &path,
+        r#"
+[listen]
+address = "127.0.0.1:7443"
+[tls]
+cert = "server.pem"
+key = "server.key"
+client_ca = "ca.pem"
+[upstream]
+address = "http://127.0.0.1:7233"
+[keepalive]
+max_connection_age = "10m"
+[[authz.rule]]
+name = "payments"
+match = { ou = "payments" }
+namespaces = ["payments-*"]
+roles = ["worker", "reader"]
+"#,
+    )
+    .unwrap();
+    let run = |path: &Path| {
+        let out = std::process::Command::new(support::proxy::binary())
+            .arg("--config")
+            .arg(path)
+            .args(["--check-config", "--verbose"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = run(&path);
+    let server_pem = dir.path().join("server.pem");
+    for expected in [
+        format!("cert = {:?}", server_pem.display().to_string()),
+        "max_connection_age = \"10m\"".to_owned(),
+        "max_connection_idle = \"2m\"".to_owned(),
+        "ping_timeout = \"10s\"".to_owned(),
+        "max_request_message = \"4MiB\"".to_owned(),
+        "initial_stream_window_size = \"64KiB\"".to_owned(),
+        "mode = \"enforce\"".to_owned(),
+        "match = { ou = \"payments\" }".to_owned(),
+        "roles = [\"worker\", \"reader\"]".to_owned(),
+    ] {
+        assert!(
+            first.contains(&expected),
+            "missing {expected:?} in:\n{first}"
+        );
+    }
+    assert!(!first.contains("config OK"), "stdout is the config alone");
+
+    // Elsewhere, so that nothing resolves relative to the first file.
+    let other = tempfile::tempdir().unwrap();
+    let again = other.path().join("effective.toml");
+    std::fs::write(&again, &first).unwrap();
+    let second = run(&again);
+    let body = |text: &str| {
+        text.lines()
+            .skip_while(|l| l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(body(&first), body(&second));
+}
+
+/// At start (and on every reload, which goes through the same code), the
+/// proxy logs a warning for each certificate near its expiry, with the key,
+/// the file and the date as fields.
+#[tokio::test]
+async fn start_logs_a_warning_for_a_certificate_near_expiry() {
+    let pki = TestPki::new();
+    let (cert, key) = pki.server_cert_expiring_in("soon", &["localhost"], 3 * DAY + DAY / 2);
+    let config = support::proxy::config(&pki, "http://127.0.0.1:1", "")
+        .replace(
+            &pki.server_cert.display().to_string(),
+            &cert.display().to_string(),
+        )
+        .replace(
+            &pki.server_key.display().to_string(),
+            &key.display().to_string(),
+        );
+    let proxy = support::proxy::ProxyProcess::start(&config).await;
+    let line = proxy
+        .wait_log(std::time::Duration::from_secs(10), |v| {
+            v["level"] == "WARN" && v["key"] == "tls.cert"
+        })
+        .await
+        .unwrap_or_else(|| panic!("no expiry warning in {:#?}", proxy.logs()));
+    assert_eq!(line["path"], cert.display().to_string());
+    assert_eq!(line["subject"], "CN=soon");
+    assert_eq!(line["expired"], false);
+    let message = line["message"].as_str().unwrap();
+    assert!(message.contains("expires in 3 days"), "{message}");
+}

@@ -4,6 +4,8 @@
 //! during validation, so a config that validates is one the proxy can serve.
 
 mod authz;
+mod effective;
+mod expiry;
 mod limits;
 mod parse;
 mod problems;
@@ -182,6 +184,9 @@ pub struct UpstreamConfig {
 pub struct UpstreamTls {
     pub material: ClientTlsMaterial,
     pub server_name: ServerName<'static>,
+    /// The files it was read from (upstream.ca; upstream.cert and .key).
+    pub ca: PathBuf,
+    pub cert: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Clone)]

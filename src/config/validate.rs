@@ -225,9 +225,13 @@ fn validate_upstream(p: &mut Problems, raw: RawUpstream, base: &Path) -> Option<
             None
         }
         UpstreamScheme::Https => {
-            let ca = p.required("upstream.ca", raw.ca).and_then(|ca| {
-                p.load("upstream.ca", material::load_ca_bundle(&resolve(base, &ca)))
-            });
+            let ca_path = p
+                .required("upstream.ca", raw.ca)
+                .map(|ca| resolve(base, &ca));
+            let ca = ca_path
+                .as_ref()
+                .and_then(|ca| p.load("upstream.ca", material::load_ca_bundle(ca)));
+            let mut cert_paths = None;
             let client_key = match (raw.cert, raw.key) {
                 (Some(c), Some(k)) => {
                     // Each file under its own key, then the pair, as for
@@ -235,7 +239,7 @@ fn validate_upstream(p: &mut Problems, raw: RawUpstream, base: &Path) -> Option<
                     let (c, k) = (resolve(base, &c), resolve(base, &k));
                     let chain = p.load("upstream.cert", material::load_cert_chain(&c));
                     let key_der = p.load("upstream.key", material::load_private_key(&k));
-                    match (chain, key_der) {
+                    let pair = match (chain, key_der) {
                         (Some(chain), Some(key_der)) => p
                             .load(
                                 "upstream.key",
@@ -243,7 +247,9 @@ fn validate_upstream(p: &mut Problems, raw: RawUpstream, base: &Path) -> Option<
                             )
                             .map(Some),
                         _ => None,
-                    }
+                    };
+                    cert_paths = Some((c, k));
+                    pair
                 }
                 (None, None) => Some(None),
                 (Some(_), None) => {
@@ -272,6 +278,8 @@ fn validate_upstream(p: &mut Problems, raw: RawUpstream, base: &Path) -> Option<
                     client_key: client_key?,
                 },
                 server_name: server_name?,
+                ca: ca_path?,
+                cert: cert_paths,
             })
         }
     };

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
@@ -117,6 +118,27 @@ fn check_validity(
         });
     }
     Ok(())
+}
+
+/// Subject and not-after of each certificate (DER) that parses.
+pub fn expiry_dates<'a>(ders: impl Iterator<Item = &'a [u8]>) -> Vec<(String, SystemTime)> {
+    ders.filter_map(|der| {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let secs = cert.validity().not_after.timestamp();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+        Some((cert.subject().to_string(), at))
+    })
+    .collect()
+}
+
+/// [`expiry_dates`] of the certificates of a PEM file (none when it cannot
+/// be read: its loading, which reports that, comes first).
+pub fn file_expiry_dates(path: &Path) -> Vec<(String, SystemTime)> {
+    let Ok(iter) = CertificateDer::pem_file_iter(path) else {
+        return Vec::new();
+    };
+    let ders: Vec<CertificateDer<'static>> = iter.filter_map(Result::ok).collect();
+    expiry_dates(ders.iter().map(|d| d.as_ref()))
 }
 
 /// A PEM private key: PKCS#8, SEC1 (`EC PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`).
