@@ -115,6 +115,10 @@ pub async fn run(
     run_until(config, listener, shutdown, |_| {}).await
 }
 
+/// How long the audit writer may go without writing anything at shutdown
+/// before the process exits without the rest.
+const AUDIT_STALL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// [`run`], telling `started` the addresses it serves on (a listener bound
 /// to port 0, an admin address of port 0) as soon as it serves.
 pub async fn run_until(
@@ -242,10 +246,19 @@ pub async fn run_until(
     health.set_serving(false);
     admin_stop.cancel();
     metrics.clear_audit_dropped_source();
-    // The last audit lines are written before the process exits (bounded:
-    // a connection cut at the drain timeout may still hold a sink handle).
+    // The last audit lines are written before the process exits, however
+    // slow the sink: the wait ends only when the writer has written nothing
+    // for AUDIT_STALL (a sink that stopped taking lines, or a handle held by
+    // a connection cut at the drain timeout with nothing queued).
     if let Some(finished) = audit_finished {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), finished.wait()).await;
+        let unwritten = finished.wait_while_writing(AUDIT_STALL).await;
+        if unwritten > 0 {
+            tracing::error!(
+                unwritten,
+                stalled_for = ?AUDIT_STALL,
+                "exiting with audit lines not written: the audit sink stopped taking lines"
+            );
+        }
     }
     Ok(())
 }

@@ -20,7 +20,10 @@
 //!   later line is counted as dropped.
 //!
 //! At shutdown, drop every `AuditSink` clone and await
-//! [`AuditSink::finished`] so the last calls' lines reach the log.
+//! [`AuditSink::finished`] so the last calls' lines reach the log:
+//! [`Finished::wait_while_writing`] waits as long as the writer makes
+//! progress, however slow the sink, and gives up only on a sink that has
+//! stopped taking lines.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -65,8 +68,24 @@ pub struct AuditSink {
 
 #[derive(Default)]
 struct Counters {
+    /// Lines taken into the queue.
+    accepted: AtomicU64,
+    /// Lines not written: refused by a full queue, or taken and then lost
+    /// with a failed writer (`lost` of them).
     dropped: AtomicU64,
+    lost: AtomicU64,
     written: AtomicU64,
+    /// Bytes handed to the target so far: progress within a batch, which a
+    /// slow reader (a pipe) may take many seconds to accept.
+    bytes: AtomicU64,
+}
+
+impl Counters {
+    /// Lines taken into the queue and neither written nor lost yet.
+    fn pending(&self) -> u64 {
+        let done = self.written.load(Ordering::Acquire) + self.lost.load(Ordering::Acquire);
+        self.accepted.load(Ordering::Acquire).saturating_sub(done)
+    }
 }
 
 impl AuditSink {
@@ -103,7 +122,11 @@ impl AuditSink {
     /// Never waits: if the queue is full, or the writer is gone, the line is
     /// dropped and counted.
     pub fn write(&self, line: String) {
+        // Counted before it is queued, so the writer never finishes a line
+        // not yet accepted.
+        self.counters.accepted.fetch_add(1, Ordering::AcqRel);
         if self.lines.try_send(line).is_err() {
+            self.counters.accepted.fetch_sub(1, Ordering::AcqRel);
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -129,7 +152,10 @@ impl AuditSink {
     /// writer has written (or dropped) every queued line. Holds no handle,
     /// so it can be taken before the last clone is dropped.
     pub fn finished(&self) -> Finished {
-        Finished(self.finished.clone())
+        Finished {
+            done: self.finished.clone(),
+            counters: Arc::clone(&self.counters),
+        }
     }
 }
 
@@ -143,17 +169,61 @@ impl fmt::Debug for AuditSink {
 }
 
 /// See [`AuditSink::finished`].
-#[derive(Debug)]
-pub struct Finished(watch::Receiver<bool>);
+pub struct Finished {
+    done: watch::Receiver<bool>,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for Finished {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Finished")
+            .field("done", &*self.done.borrow())
+            .field("pending", &self.counters.pending())
+            .finish()
+    }
+}
 
 impl Finished {
     /// Waits for the writer to finish (also returns if its task was
     /// cancelled, e.g. by a runtime shutting down).
+    #[cfg(test)]
     pub async fn wait(mut self) {
         // An error means the writer task is gone without saying so: finished
         // all the same.
-        let _ = self.0.wait_for(|done| *done).await;
+        let _ = self.done.wait_for(|done| *done).await;
     }
+
+    /// Waits for the writer to finish for as long as it writes: each
+    /// `stall` without a byte written is the end of patience (a sink that
+    /// no longer takes lines, or a handle still held with nothing queued).
+    /// Returns the lines still queued when it gave up, 0 when finished.
+    pub async fn wait_while_writing(mut self, stall: std::time::Duration) -> u64 {
+        let mut seen = self.counters.bytes.load(Ordering::Acquire);
+        loop {
+            let done = self.done.wait_for(|done| *done);
+            match tokio::time::timeout(stall, done).await {
+                // Finished, or the writer is gone.
+                Ok(_) => return 0,
+                Err(_) => {
+                    let now = self.counters.bytes.load(Ordering::Acquire);
+                    if now == seen {
+                        return self.counters.pending();
+                    }
+                    seen = now;
+                }
+            }
+        }
+    }
+}
+
+/// Writes `batch` in pieces, adding each piece to `bytes` once written.
+fn write_counted(writer: &mut dyn Write, batch: &[u8], bytes: &AtomicU64) -> std::io::Result<()> {
+    const PIECE: usize = 16 * 1024;
+    for piece in batch.chunks(PIECE) {
+        writer.write_all(piece)?;
+        bytes.fetch_add(piece.len() as u64, Ordering::AcqRel);
+    }
+    Ok(())
 }
 
 /// The writer task: batches queued lines and writes each batch at once,
@@ -171,6 +241,7 @@ async fn write_lines(
         let count = lines.len() as u64;
         let Some(mut writer) = out.take() else {
             lines.clear();
+            counters.lost.fetch_add(count, Ordering::AcqRel);
             counters.dropped.fetch_add(count, Ordering::Relaxed);
             continue;
         };
@@ -182,14 +253,16 @@ async fn write_lines(
             }
         }
         let mut batch = std::mem::take(&mut buffer);
+        let progress = Arc::clone(&counters);
         let job = tokio::task::spawn_blocking(move || {
-            let result = writer.write_all(&batch).and_then(|()| writer.flush());
+            let result =
+                write_counted(&mut *writer, &batch, &progress.bytes).and_then(|()| writer.flush());
             batch.clear();
             (writer, batch, result)
         });
         match job.await {
             Ok((writer, batch, Ok(()))) => {
-                counters.written.fetch_add(count, Ordering::Relaxed);
+                counters.written.fetch_add(count, Ordering::AcqRel);
                 out = Some(writer);
                 if batch.capacity() <= KEEP_BUFFER_BYTES {
                     buffer = batch;
@@ -200,6 +273,7 @@ async fn write_lines(
                     %error,
                     "cannot write the audit log; audit lines are dropped from now on"
                 );
+                counters.lost.fetch_add(count, Ordering::AcqRel);
                 counters.dropped.fetch_add(count, Ordering::Relaxed);
             }
             Err(error) => {
@@ -207,6 +281,7 @@ async fn write_lines(
                     %error,
                     "the audit log writer stopped; audit lines are dropped from now on"
                 );
+                counters.lost.fetch_add(count, Ordering::AcqRel);
                 counters.dropped.fetch_add(count, Ordering::Relaxed);
             }
         }
@@ -371,6 +446,64 @@ mod tests {
         assert_eq!(written + dropped, sent.len() as u64);
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().collect::<Vec<_>>(), sent[..=capacity]);
+    }
+
+    #[tokio::test]
+    async fn the_shutdown_wait_gives_up_on_a_stuck_writer_and_counts_what_is_left() {
+        let (started_tx, mut started) = mpsc::unbounded_channel();
+        let (gate, gate_rx) = std::sync::mpsc::channel::<()>();
+        let stuck = Stuck {
+            started: started_tx,
+            gate: gate_rx,
+            out: Shared::default(),
+        };
+        let sink = AuditSink::start(&Handle::current(), Box::new(stuck), 64);
+        sink.write("first".to_owned());
+        started.recv().await.unwrap();
+        for line in lines(0..10) {
+            sink.write(line);
+        }
+        let finished = sink.finished();
+        drop(sink);
+        // Nothing is written for the stall: the wait ends, with the first
+        // line (taken by the stuck write) and the ten queued behind it.
+        let left = finished
+            .wait_while_writing(std::time::Duration::from_millis(200))
+            .await;
+        assert_eq!(left, 11);
+        drop(gate);
+    }
+
+    #[tokio::test]
+    async fn the_shutdown_wait_lasts_while_a_slow_writer_makes_progress() {
+        /// Takes 4 KiB at most per write, 20 ms each.
+        struct Slow(Shared);
+        impl Write for Slow {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let n = bytes.len().min(4096);
+                self.0.write(&bytes[..n])
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Shared::default();
+        let sink = AuditSink::start(&Handle::current(), Box::new(Slow(out.clone())), 2048);
+        // ~100 KiB in one batch: about 25 writes, 0.5 s, each well within
+        // the stall but all together far beyond it.
+        let sent: Vec<String> = (0..1000).map(|i| format!("{i:0>99}")).collect();
+        for line in &sent {
+            sink.write(line.clone());
+        }
+        let finished = sink.finished();
+        drop(sink);
+        let left = finished
+            .wait_while_writing(std::time::Duration::from_millis(100))
+            .await;
+        assert_eq!(left, 0);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), sent.len());
     }
 
     /// A target whose writes fail, counting the attempts.
