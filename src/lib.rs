@@ -37,6 +37,7 @@ mod reload;
 mod server;
 mod temporal;
 mod tls;
+mod token;
 mod upstream;
 
 /// What the benches (`benches/`) and fuzz targets measure and exercise,
@@ -51,6 +52,11 @@ pub mod internals {
     pub use crate::temporal::nested::{nested_namespaces, task_token_field, token_namespace_id};
     pub use crate::temporal::wire::{last_string_field, WireError};
     pub use crate::tls::identity::PeerIdentity;
+    pub use crate::tls::material::{load_ca_bundle, load_cert_chain, load_crls};
+    pub use crate::token::{
+        bearer_token, bearer_value, token_digest, Algorithm, FileReload, IssuerConfig,
+        IssuerStatus, KeySet, KeySource, TokenError, Tokens, TokensConfig, VerifiedToken,
+    };
 }
 
 use std::future::Future;

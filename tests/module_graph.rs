@@ -14,7 +14,8 @@ const LAYERS: &[&[&str]] = &[
     &["logging", "temporal"],
     // TLS and gRPC framing; authorization rules.
     &["tls", "grpc"],
-    &["authz"],
+    // Who may call: the policy, and verification of bearer tokens.
+    &["authz", "token"],
     // Config and metrics: validated settings, the registry.
     &["config", "metrics"],
     // The HTTP/2 client toward the frontend.

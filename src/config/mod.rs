@@ -10,6 +10,7 @@ mod limits;
 mod parse;
 mod problems;
 mod raw;
+mod tokens;
 mod validate;
 
 use std::net::SocketAddr;
@@ -48,6 +49,8 @@ pub struct Config {
     /// `[runtime] worker_threads`: worker threads serving connections
     /// (`server::workers`); `None` = one per CPU. Start only.
     pub worker_threads: Option<usize>,
+    /// `[tokens]`: bearer token issuers; `None` without the section.
+    pub tokens: Option<crate::token::TokensConfig>,
 }
 
 /// `[admin]`: the HTTP listener for metrics and probes.
@@ -150,6 +153,17 @@ pub struct TlsConfig {
     pub crl: Vec<PathBuf>,
     pub material: ServerTlsMaterial,
     pub handshake_timeout: Duration,
+    /// `tls.client_certificate`.
+    pub client_certificate: ClientCertificate,
+}
+
+/// Whether a client must present a certificate (`tls.client_certificate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertificate {
+    Required,
+    /// A connection without one may only make calls with a valid token
+    /// (validation requires `[[tokens.issuer]]`).
+    Optional,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +258,11 @@ impl Config {
             self.tls.client_ca.clone(),
         ]);
         files.extend(self.tls.crl.iter().cloned());
+        // Token issuers' JWKS files and fetch CAs.
+        for issuer in self.tokens.iter().flat_map(|t| &t.issuers) {
+            files.extend(issuer.source.file().map(Path::to_path_buf));
+            files.extend(issuer.jwks_ca.as_ref().map(|(path, _)| path.clone()));
+        }
         files
     }
 

@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     pub health: Option<RawHealth>,
     pub runtime: Option<RawRuntime>,
+    pub tokens: Option<RawTokens>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +39,7 @@ pub struct RawTls {
     pub crl: Option<Vec<String>>,
     pub min_version: Option<String>,
     pub handshake_timeout: Option<String>,
+    pub client_certificate: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,4 +192,27 @@ pub struct RawHealth {
 #[serde(deny_unknown_fields)]
 pub struct RawRuntime {
     pub worker_threads: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokens {
+    pub forward: Option<bool>,
+    pub issuer: Option<Vec<RawIssuer>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub name: Option<String>,
+    pub issuer: Option<String>,
+    pub audiences: Option<Vec<String>>,
+    pub jwks: Option<String>,
+    pub jwks_url: Option<String>,
+    pub discovery: Option<bool>,
+    pub jwks_ca: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub clock_skew: Option<String>,
+    pub max_lifetime: Option<String>,
+    pub refresh: Option<String>,
 }

@@ -48,6 +48,7 @@ pub(super) fn validate(
                 }
             });
 
+    let client_certificate = raw.tls.as_ref().and_then(|t| t.client_certificate.clone());
     let tls = validate_tls(&mut p, raw.tls.unwrap_or_default(), base);
     let upstream = validate_upstream(&mut p, raw.upstream.unwrap_or_default(), base);
     let shutdown = validate_shutdown(&mut p, raw.shutdown.unwrap_or_default());
@@ -74,6 +75,20 @@ pub(super) fn validate(
             None
         }
     };
+    let tokens = super::tokens::validate_tokens(&mut p, raw.tokens, base);
+    let client_certificate = super::tokens::validate_client_certificate(
+        &mut p,
+        client_certificate.as_deref(),
+        tokens.as_ref(),
+    );
+    // Until calls are checked against them (the token layer), a [tokens]
+    // section would be accepted and do nothing: refused instead.
+    if tokens.is_some() {
+        p.add(
+            "tokens",
+            "bearer tokens are not yet applied to calls by this build: remove [tokens] and tls.client_certificate",
+        );
+    }
 
     match (address, tls, upstream) {
         (Some(address), Some(tls), Some(upstream)) if p.0.is_empty() => Ok(Config {
@@ -82,7 +97,10 @@ pub(super) fn validate(
                 address,
                 proxy_protocol: listen.proxy_protocol.unwrap_or(false),
             },
-            tls,
+            tls: TlsConfig {
+                client_certificate,
+                ..tls
+            },
             upstream,
             shutdown,
             authz,
@@ -94,6 +112,7 @@ pub(super) fn validate(
             admin,
             health_local,
             worker_threads,
+            tokens,
         }),
         _ => Err(p.0),
     }
@@ -173,6 +192,8 @@ fn validate_tls(p: &mut Problems, raw: RawTls, base: &Path) -> Option<TlsConfig>
         crl,
         material,
         handshake_timeout,
+        // Decided with [tokens], in validate().
+        client_certificate: super::ClientCertificate::Required,
     })
 }
 
