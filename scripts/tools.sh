@@ -60,6 +60,8 @@ need_tool curl curl
 need_tool openssl openssl
 # HAProxy (mode tcp, send-proxy-v2) in front of the proxy, for tests/proxy_protocol.rs.
 need_tool haproxy haproxy
+# nginx (default 60 s grpc_read_timeout) in front of the proxy, for tests/probe.rs.
+need_tool nginx nginx
 # Prometheus and promtool, for tests/observability.rs (the alerting rules and
 # the dashboard against a real Prometheus). The quick start sets
 # TOOLS_PROMETHEUS=0: it needs neither. On a host with systemd, Debian's

@@ -33,6 +33,7 @@ mod health;
 mod layers;
 pub mod logging;
 mod metrics;
+mod probe;
 mod reload;
 mod server;
 mod temporal;
@@ -65,6 +66,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError};
+/// The `probe` subcommand (its arguments and its run), for the binary.
+pub use probe::{run_probe, ProbeArgs};
 
 /// Why the proxy could not start serving.
 #[derive(Debug, thiserror::Error)]

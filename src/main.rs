@@ -52,6 +52,9 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:7233")]
         upstream: String,
     },
+    /// Check a deployment from a client's side (TLS, access, latency,
+    /// message size, keepalive, long poll) and print a report.
+    Probe(Box<temporal_mtls_proxy::ProbeArgs>),
 }
 
 /// mimalloc: per-thread free lists suit the per-call allocations of the
@@ -64,6 +67,7 @@ const EX_CONFIG: u8 = 64;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match &cli.command {
+        Some(Command::Probe(args)) => return temporal_mtls_proxy::run_probe(args),
         Some(Command::Dev {
             dir,
             listen,

@@ -12,10 +12,13 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     // Leaves: logs, Temporal's method table and wire format.
     &["logging", "temporal"],
-    // TLS and gRPC framing; authorization rules.
+    // TLS and gRPC framing.
     &["tls", "grpc"],
-    // Who may call: the policy, and verification of bearer tokens.
-    &["authz", "token"],
+    // Verification of bearer tokens (a second identity beside the
+    // certificate's, which `tls` reads).
+    &["token"],
+    // Who may call: the policy, matched against both identities.
+    &["authz"],
     // Config and metrics: validated settings, the registry.
     &["config", "metrics"],
     // The HTTP/2 client toward the frontend.
@@ -29,8 +32,9 @@ const LAYERS: &[&[&str]] = &[
     &["reload"],
     // One tower layer per file.
     &["layers"],
-    // The listener, the admin endpoints, the development PKI.
-    &["server", "admin", "dev"],
+    // The listener, the admin endpoints, the development PKI, the probe of
+    // a deployment (a client of the others; nothing uses it).
+    &["server", "admin", "dev", "probe"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {
