@@ -7,7 +7,8 @@
 #                                   # (or to `cargo test` without nextest)
 #
 # Environment: CI=true makes a missing tool that cannot be installed a hard
-# failure. SKIP_LINT=1 skips rustfmt and clippy (local iteration only).
+# failure. SKIP_LINT=1 skips rustfmt and clippy, FUZZ=0 the fuzz targets
+# (local iteration only).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -46,6 +47,8 @@ if [ "${SKIP_LINT:-0}" = 1 ] && [ "$CI" != true ]; then
     RESULTS+=("skipped rustfmt, clippy (SKIP_LINT=1)")
 else
     step "rustfmt" cargo fmt --all -- --check
+    # The fuzz package is outside the workspace.
+    step "rustfmt (fuzz)" cargo fmt --manifest-path fuzz/Cargo.toml -- --check
     step "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 fi
 
@@ -56,6 +59,15 @@ if [ "$HAVE_NEXTEST" = 1 ]; then
     step "tests (nextest)" cargo nextest run --workspace --locked --no-fail-fast "$@"
 else
     step "tests (cargo test)" cargo test --workspace --locked --no-fail-fast --lib --bins --tests "$@"
+fi
+
+# Every fuzz target briefly (scripts/fuzz.sh: FUZZ_SECONDS each, default
+# 15): a crash on the seeds or one found within seconds fails the run. Not
+# with a filter (a run of some tests) or FUZZ=0 outside CI.
+if [ $# -gt 0 ] || { [ "${FUZZ:-1}" = 0 ] && [ "$CI" != true ]; }; then
+    RESULTS+=("skipped fuzz targets (a filtered run, or FUZZ=0)")
+else
+    step "fuzz targets" scripts/fuzz.sh
 fi
 
 log "summary"

@@ -45,7 +45,7 @@ mod upstream;
 /// reachable from outside the crate for them alone: not a stable API.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::authz::pattern::{FieldKind, Pattern};
+    pub use crate::authz::pattern::{normalize, FieldKind, Pattern};
     pub use crate::authz::{Field, Mode, Policy, Role, Rule};
     pub use crate::grpc::frame::{decompress, parse_prefix, read_first_message, FrameError};
     pub use crate::grpc::scan::{LimitError, LimitedBody, MessageScanner, Scan};

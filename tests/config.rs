@@ -579,3 +579,70 @@ async fn start_logs_a_warning_for_a_certificate_near_expiry() {
     let message = line["message"].as_str().unwrap();
     assert!(message.contains("expires in 3 days"), "{message}");
 }
+
+/// Found by the `crl` fuzz target: a CRL with bytes after its DER passed
+/// the CRL check and was refused only when the client verifier was built,
+/// reported under `tls` without the file. It is the file's problem now,
+/// under `tls.crl`.
+#[test]
+fn a_crl_the_verifier_would_refuse_is_named_under_tls_crl() {
+    let pki = TestPki::new();
+    let good = pki.crl_revoking(&[]);
+    let text = std::fs::read_to_string(&good).unwrap();
+    let mut der = pem::parse(&text).unwrap().into_contents();
+    der.extend_from_slice(&[0x05, 0x00]);
+    let bad = pki.ca.with_file_name("trailing.crl.pem");
+    std::fs::write(&bad, pem::encode(&pem::Pem::new("X509 CRL", der))).unwrap();
+    let config = support::proxy::config(&pki, "http://127.0.0.1:7233", "").replacen(
+        "\n\n[upstream]",
+        &format!("\ncrl = [{:?}]\n\n[upstream]", bad.display().to_string()),
+        1,
+    );
+    assert!(config.contains("crl = ["), "{config}");
+    let err = stderr(&check(&config));
+    assert!(
+        err.contains(&format!("tls.crl: {}: not a valid CRL", bad.display())),
+        "{err}"
+    );
+    // The same CRL without the extra bytes is fine.
+    let out = check(&config.replace(&bad.display().to_string(), &good.display().to_string()));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Found by the `crl` fuzz target: PEM files joined without a newline
+/// (`cat a.pem b.pem` where a.pem has no final newline) put the second
+/// block's BEGIN in the middle of a line, and the PEM reader skipped that
+/// block without a word: the second CRL's revocations were not enforced, a
+/// second CA not trusted. Such a file is refused, naming the line.
+#[test]
+fn pem_blocks_joined_without_a_newline_are_refused_not_half_read() {
+    let pki = TestPki::new();
+    let first = std::fs::read_to_string(pki.crl_revoking(&[])).unwrap();
+    let second = std::fs::read_to_string(pki.crl_revoking(&[&pki.client])).unwrap();
+    let joined = pki.ca.with_file_name("joined.crl.pem");
+    std::fs::write(&joined, format!("{}{second}", first.trim_end())).unwrap();
+    let config = support::proxy::config(&pki, "http://127.0.0.1:7233", "").replacen(
+        "\n\n[upstream]",
+        &format!("\ncrl = [{:?}]\n\n[upstream]", joined.display().to_string()),
+        1,
+    );
+    let out = check(&config);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("tls.crl: {}: invalid PEM: line", joined.display()))
+            && err.contains("in the middle of a line"),
+        "{err}"
+    );
+    // A CA bundle joined the same way.
+    let ca = std::fs::read_to_string(&pki.ca).unwrap();
+    let bundle = pki.ca.with_file_name("joined-ca.pem");
+    std::fs::write(&bundle, format!("{}{ca}", ca.trim_end())).unwrap();
+    let config = support::proxy::config(&pki, "http://127.0.0.1:7233", "")
+        .replace(&pki.ca.display().to_string(), &bundle.display().to_string());
+    let err = stderr(&check(&config));
+    assert!(
+        err.contains("tls.client_ca: ") && err.contains("in the middle of a line"),
+        "{err}"
+    );
+}

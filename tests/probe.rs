@@ -289,7 +289,11 @@ async fn a_small_request_limit_is_found_within_the_search_resolution() {
     assert!(accepted <= limit && limit < refused, "{size:#}");
     assert_eq!(d["resolution"].as_u64().unwrap(), refused - accepted);
     let tried = d["tried"].as_array().unwrap();
-    assert_eq!(tried.len() as u64, d["probes"].as_u64().unwrap(), "{size:#}");
+    assert_eq!(
+        tried.len() as u64,
+        d["probes"].as_u64().unwrap(),
+        "{size:#}"
+    );
     assert!(tried.len() <= 12, "{size:#}");
     assert!(refused - accepted <= limit / 100, "{size:#}");
     assert_eq!(d["refusal"]["status"], "RESOURCE_EXHAUSTED", "{size:#}");

@@ -94,6 +94,12 @@ impl PeerIdentity {
             }
         }
         let spiffe_id = uri.iter().find(|u| is_spiffe(u)).cloned();
+        if cert.raw_serial().is_empty() {
+            // DER has no empty INTEGER; x509-parser reads one all the same.
+            return Err(IdentityError::Parse(
+                "the serial number is empty (not valid DER)".to_owned(),
+            ));
+        }
 
         let not_after = system_time(cert.validity().not_after.timestamp()).ok_or_else(|| {
             IdentityError::Parse("not-after date out of the system's time range".to_owned())
@@ -407,6 +413,18 @@ mod tests {
         let id = PeerIdentity::from_der(&self_signed(params(dn, vec![]))).unwrap();
         assert_eq!(id.cn, ["Zahlungsverkehr-Ä"]);
         assert_eq!(id.o, ["Ébène 🦀"]);
+    }
+
+    /// Found by the `peer_identity` fuzz target: a certificate whose serial
+    /// is an empty INTEGER gave an identity with an empty serial.
+    #[test]
+    fn an_empty_serial_is_an_error() {
+        let der = include_bytes!("../../fuzz/corpus/peer_identity/regression-empty-serial");
+        let error = PeerIdentity::from_der(der).unwrap_err();
+        assert!(
+            error.to_string().contains("serial number is empty"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -71,9 +71,37 @@ fn pem_error(path: &Path, err: rustls::pki_types::pem::Error) -> MaterialError {
     }
 }
 
+/// Refuses a PEM file with a `-----BEGIN` that does not start a line: the
+/// PEM reader skips such a block without a word, so a file concatenated
+/// from two without a newline between them (`-----END X509 CRL----------BEGIN
+/// X509 CRL-----`) would lose its second CRL, certificate or CA.
+fn check_block_starts(path: &Path) -> Result<(), MaterialError> {
+    let text = std::fs::read(path).map_err(|source| MaterialError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    const BEGIN: &[u8] = b"-----BEGIN";
+    let mut line = 1;
+    for (at, window) in text.windows(BEGIN.len()).enumerate() {
+        if window == BEGIN && at > 0 && text[at - 1] != b'\n' {
+            return Err(MaterialError::Pem {
+                path: path.to_owned(),
+                detail: format!(
+                    "line {line}: a '-----BEGIN' in the middle of a line (files joined without a newline?); every PEM block must start on a line of its own"
+                ),
+            });
+        }
+        if text[at] == b'\n' {
+            line += 1;
+        }
+    }
+    Ok(())
+}
+
 /// A PEM certificate chain, leaf first; each certificate must parse and be
 /// within its validity period now.
 pub fn load_cert_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, MaterialError> {
+    check_block_starts(path)?;
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| pem_error(path, e))?
         .collect::<Result<Vec<_>, _>>()
@@ -200,6 +228,7 @@ pub fn load_ca_bundle(path: &Path) -> Result<RootCertStore, MaterialError> {
 
 /// A CRL file (PEM `X509 CRL` blocks; several may be concatenated).
 pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, MaterialError> {
+    check_block_starts(path)?;
     let crls = CertificateRevocationListDer::pem_file_iter(path)
         .map_err(|e| pem_error(path, e))?
         .collect::<Result<Vec<_>, _>>()
@@ -214,6 +243,13 @@ pub fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static
         x509_parser::parse_x509_crl(crl).map_err(|e| MaterialError::Crl {
             path: path.to_owned(),
             detail: e.to_string(),
+        })?;
+        // The client verifier is built from these by webpki, which is
+        // stricter (trailing data, for one): what it refuses is refused here,
+        // under the file's name.
+        webpki::OwnedCertRevocationList::from_der(crl).map_err(|e| MaterialError::Crl {
+            path: path.to_owned(),
+            detail: format!("webpki refuses it: {e}"),
         })?;
     }
     Ok(crls)

@@ -257,6 +257,9 @@ impl HeaderCheck {
                 self.literals.push((self.name.clone(), self.value.clone()));
             }
             let fix = self.judge(&literal, request);
+            if fix.unfixable {
+                return Verdict::Broken;
+            }
             malformed |= fix.malformed || literal.tainted_name;
             if kind == 0x40 {
                 let size = literal.name_len + self.value.len() + ENTRY_OVERHEAD;
@@ -338,12 +341,17 @@ impl HeaderCheck {
                 sanitize_name(&mut new);
                 if new.is_empty() {
                     // Nothing of the same length is valid; the value gives
-                    // up a byte to the name (total length unchanged).
+                    // up a byte to the name (total length unchanged). With
+                    // no value to give, only a field outside the table may
+                    // grow; an indexed one has no valid rewrite.
                     if self.value.is_empty() {
-                        fix.malformed = true;
-                        return fix;
+                        if literal.kind == 0x40 {
+                            fix.unfixable = true;
+                            return fix;
+                        }
+                    } else {
+                        self.value.remove(0);
                     }
-                    self.value.remove(0);
                     new.push(b'x');
                 }
                 fix.new_name = Some(new);
@@ -361,10 +369,12 @@ impl HeaderCheck {
             } else if request && name == Name::Path && !is_path_char(*byte) {
                 *byte = b'~';
                 fix.rewrite = true;
-            } else if matches!(name, Name::Authority | Name::Scheme | Name::Protocol)
+            } else if (matches!(name, Name::Authority | Name::Scheme | Name::Protocol)
+                || name == Name::Path)
                 && *byte >= 0x80
             {
-                // h2 needs these as UTF-8; grpc-go takes any bytes.
+                // h2 needs these as UTF-8 (a `:path` outside a request too:
+                // in trailers); grpc-go takes any bytes.
                 *byte = b'x';
                 fix.rewrite = true;
             }
@@ -382,11 +392,27 @@ impl HeaderCheck {
             // h2 refuses an empty method for the connection: only a
             // non-indexed field can be given another length.
             if literal.kind == 0x40 {
-                fix.malformed = true;
+                fix.unfixable = true;
             } else {
                 self.value.push(b'X');
                 fix.malformed = true;
                 fix.rewrite = true;
+            }
+        }
+        // A `:status` that keeps its name (a table name, or trailers) must
+        // be a status code for h2, which otherwise fails the connection's
+        // HPACK decoding: any value of three bytes becomes 200 (the same
+        // table size); another length only where nothing is indexed.
+        // (A table name renamed when it was inserted is no `:status` for h2.)
+        let keeps_status_name = !literal.tainted_name && (literal.name_index != 0 || !request);
+        if literal.name == Name::Status && keeps_status_name && !is_status_code(&self.value) {
+            if self.value.len() == 3 || literal.kind != 0x40 {
+                self.value.clear();
+                self.value.extend_from_slice(b"200");
+                fix.malformed = true;
+                fix.rewrite = true;
+            } else {
+                fix.unfixable = true;
             }
         }
         fix
@@ -464,6 +490,16 @@ struct Fix {
     /// was changed, or it gets `new_name`).
     rewrite: bool,
     new_name: Option<Vec<u8>>,
+    /// No rewrite keeps the dynamic tables alike and makes the field one
+    /// h2 decodes: the block is Broken (h2 closes the connection).
+    unfixable: bool,
+}
+
+/// What h2 (the http crate) takes as a `:status`: three digits, 100 to 999.
+fn is_status_code(value: &[u8]) -> bool {
+    value.len() == 3
+        && (b'1'..=b'9').contains(&value[0])
+        && value[1..].iter().all(u8::is_ascii_digit)
 }
 
 fn copy_through(out: &mut Option<Vec<u8>>, block: &[u8], start: usize, end: usize) {
@@ -708,6 +744,72 @@ mod tests {
             let (_, marked) = passed(&mut check, &encode(&mut encoder, &fields), true);
             assert!(marked, "{extra:?}");
         }
+    }
+
+    /// Found by the `hpack` fuzz target: a `:status` from the static table
+    /// with a value that is no status code failed h2's HPACK decoding, and
+    /// with it the client's whole connection.
+    #[test]
+    fn a_status_that_is_no_status_code_becomes_200_where_sizes_allow() {
+        // Trailers, literal without indexing, name :status (index 14), "".
+        let mut check = HeaderCheck::default();
+        let Verdict::Rewritten(out) = check.check(&[0x0e, 0x00], false) else {
+            panic!("not rewritten");
+        };
+        let fields = decode(&mut loona_hpack::Decoder::new(), &out);
+        assert_eq!(fields[0], (b":status".to_vec(), b"200".to_vec()));
+        // Incrementally indexed, three bytes: rewritten, the table entry
+        // keeps its size.
+        let mut check = HeaderCheck::default();
+        let block = [0x48, 0x03, b'a', b'b', b'c'];
+        let Verdict::Rewritten(out) = check.check(&block, true) else {
+            panic!("not rewritten");
+        };
+        let mut decoder = loona_hpack::Decoder::new();
+        let fields = decode(&mut decoder, &out);
+        assert_eq!(fields[0], (b":status".to_vec(), b"200".to_vec()));
+        // Found next: a `:path` in trailers with a byte that is not UTF-8.
+        let mut check = HeaderCheck::default();
+        let Verdict::Rewritten(out) = check.check(&[0x14, 0x01, 0xb2], false) else {
+            panic!("not rewritten");
+        };
+        let fields = decode(&mut loona_hpack::Decoder::new(), &out);
+        assert_eq!(fields[0], (b":path".to_vec(), b"x".to_vec()));
+        // And an empty name with an empty value, not indexed: named `x`.
+        let mut check = HeaderCheck::default();
+        let Verdict::Rewritten(out) = check.check(&[0x00, 0x00, 0x00], true) else {
+            panic!("not rewritten");
+        };
+        let fields = decode(&mut loona_hpack::Decoder::new(), &out);
+        assert_eq!(fields[0], (b"x".to_vec(), b"".to_vec()));
+        let mut check = HeaderCheck::default();
+        assert_eq!(check.check(&[0x40, 0x00, 0x00], true), Verdict::Broken);
+        // A `:status` literal name renamed when indexed is a plain name in
+        // h2's table: a later field naming it keeps its value.
+        let mut check = HeaderCheck::default();
+        let mut decoder = loona_hpack::Decoder::new();
+        let first = [&[0x40, 0x07][..], b":status", &[0x01, b'a']].concat();
+        let Verdict::Rewritten(out) = check.check(&first, true) else {
+            panic!("not rewritten");
+        };
+        decode(&mut decoder, &out);
+        let later = [0x0f, 0x2f, 0x02, b'h', b'i'];
+        let out = match check.check(&later, true) {
+            Verdict::Rewritten(out) => out,
+            Verdict::Clean => later.to_vec(),
+            Verdict::Broken => panic!("broken"),
+        };
+        let fields = decode(&mut decoder, &out);
+        assert_eq!(fields[0].1, b"hi".to_vec());
+        // Indexed with another length, or an indexed empty :method: no
+        // rewrite keeps the tables alike, so the block is Broken.
+        let mut check = HeaderCheck::default();
+        assert_eq!(
+            check.check(&[0x48, 0x02, b'a', b'b'], true),
+            Verdict::Broken
+        );
+        let mut check = HeaderCheck::default();
+        assert_eq!(check.check(&[0x42, 0x00], true), Verdict::Broken);
     }
 
     #[test]

@@ -93,7 +93,7 @@ use ping::{ClientFrames, Enforcer, ServerFrames};
 pub use ping::{GuardEvents, PingPolicy};
 
 mod frames;
-mod hpack;
+pub(crate) mod hpack;
 mod huffman;
 mod inbound;
 mod ping;
