@@ -49,6 +49,8 @@ pub mod internals {
     pub use crate::authz::{Field, Mode, Policy, Role, Rule};
     pub use crate::grpc::frame::{decompress, parse_prefix, read_first_message, FrameError};
     pub use crate::grpc::scan::{LimitError, LimitedBody, MessageScanner, Scan};
+    pub use crate::server::frame_guard::hpack::{HeaderCheck, Verdict};
+    pub use crate::server::frame_guard::{FrameGuard, PingPolicy};
     pub use crate::temporal::methods::{lookup, Method, METHODS};
     pub use crate::temporal::nested::{nested_namespaces, task_token_field, token_namespace_id};
     pub use crate::temporal::wire::{last_string_field, WireError};
