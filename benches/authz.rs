@@ -27,6 +27,7 @@ fn policy() -> Policy {
             namespaces: vec![pattern(&format!("team-{i}-*"), FieldKind::Namespace)],
             roles: vec![Role::Writer],
             methods: vec![],
+            token: None,
         }));
     }
     rules.push(Arc::new(Rule {
@@ -41,6 +42,7 @@ fn policy() -> Policy {
         namespaces: vec![pattern("payments", FieldKind::Namespace)],
         roles: vec![Role::Worker, Role::Writer],
         methods: vec![],
+        token: None,
     }));
     rules.push(Arc::new(Rule {
         name: Arc::from("payments-readers"),
@@ -48,6 +50,7 @@ fn policy() -> Policy {
         namespaces: vec![pattern("payments-*", FieldKind::Namespace)],
         roles: vec![Role::Reader],
         methods: vec![],
+        token: None,
     }));
     Policy {
         mode: Mode::Enforce,
@@ -110,10 +113,10 @@ fn bench(c: &mut Criterion) {
     let path = "/temporal.api.workflowservice.v1.WorkflowService/StartWorkflowExecution";
 
     c.bench_function("identity match (20 rules, once per connection)", |b| {
-        b.iter(|| black_box(policy.grants_for(black_box(&id))))
+        b.iter(|| black_box(policy.grants_for(black_box(Some(&id)), None)))
     });
 
-    let grants = policy.grants_for(&id);
+    let grants = policy.grants_for(Some(&id), None);
     c.bench_function("namespace extraction + decision (1 KiB request)", |b| {
         b.iter(|| {
             let framed = black_box(&request[..]);

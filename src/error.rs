@@ -27,10 +27,20 @@ pub enum ProxyError {
     /// The upstream ended the response without a gRPC status.
     #[error("upstream ended the response without grpc-status")]
     UpstreamNoStatus,
+    /// The call's bearer token is not valid (its reason in words).
+    #[error("invalid bearer token: {0}")]
+    BearerToken(#[source] crate::token::TokenError),
+    /// A connection without a client certificate made a call without a
+    /// bearer token (`tls.client_certificate = "optional"`).
+    #[error("no client certificate and no bearer token: a connection without a certificate needs an authorization: Bearer token on every call")]
+    NoCredentials,
     /// The policy does not allow this identity this call.
-    #[error("{}", denied_message(who, method, namespace.as_deref(), *known_method, reason, *via))]
+    #[error("{}", denied_message(who, method, namespace.as_deref(), *known_method, reason, *via, *credentials))]
     Denied {
+        /// The certificate's name, the token's subject and issuer, or both.
         who: String,
+        /// What `who` is, for the words of a call no rule matched.
+        credentials: Credentials,
         method: String,
         namespace: Option<String>,
         known_method: bool,
@@ -80,6 +90,24 @@ pub enum ProxyError {
     },
 }
 
+/// Which identities a call was decided on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    Certificate,
+    Token,
+    CertificateAndToken,
+}
+
+impl Credentials {
+    pub fn of(certificate: bool, token: bool) -> Credentials {
+        match (certificate, token) {
+            (true, true) => Credentials::CertificateAndToken,
+            (false, true) => Credentials::Token,
+            _ => Credentials::Certificate,
+        }
+    }
+}
+
 fn denied_message(
     who: &str,
     method: &str,
@@ -87,6 +115,7 @@ fn denied_message(
     known_method: bool,
     reason: &Denied,
     via: Option<(&str, &str)>,
+    credentials: Credentials,
 ) -> String {
     let mut target = match namespace {
         Some(ns) => format!("{method} on namespace {ns:?}"),
@@ -96,7 +125,13 @@ fn denied_message(
         target.push_str(&format!(" ({what} in {request})"));
     }
     let why = match reason {
-        Denied::NoMatchingRule => "no authorization rule matches this certificate",
+        Denied::NoMatchingRule => match credentials {
+            Credentials::Certificate => "no authorization rule matches this certificate",
+            Credentials::Token => "no authorization rule matches this token",
+            Credentials::CertificateAndToken => {
+                "no authorization rule matches this certificate and token"
+            }
+        },
         Denied::NotGranted => "no rule grants it",
         Denied::UnknownMethod if !known_method => {
             "the method is not in this proxy's Temporal method table (a newer API?) and no rule names it"
@@ -115,6 +150,11 @@ pub enum ErrorKind {
     UpstreamResponseFailed,
     UpstreamNoStatus,
     Denied(Denied),
+    /// An invalid bearer token: the label of its reason
+    /// (`TokenError::kind`).
+    BadBearerToken(&'static str),
+    /// A call without a certificate or a token.
+    NoCredentials,
     NamespaceHeaderMismatch,
     BadTaskToken,
     TaskTokenNamespaceUnresolved,
@@ -141,6 +181,8 @@ impl ErrorKind {
             ErrorKind::UpstreamResponseFailed => "upstream_response_failed",
             ErrorKind::UpstreamNoStatus => "upstream_no_status",
             ErrorKind::Denied(reason) => reason.label(),
+            ErrorKind::BadBearerToken(reason) => reason,
+            ErrorKind::NoCredentials => "no_credentials",
             ErrorKind::NamespaceHeaderMismatch => "namespace_header_mismatch",
             ErrorKind::BadTaskToken => "bad_task_token",
             ErrorKind::TaskTokenNamespaceUnresolved => "task_token_namespace_unresolved",
@@ -164,6 +206,8 @@ impl ProxyError {
             ProxyError::UpstreamBody(_) => ErrorKind::UpstreamResponseFailed,
             ProxyError::UpstreamNoStatus => ErrorKind::UpstreamNoStatus,
             ProxyError::Denied { reason, .. } => ErrorKind::Denied(*reason),
+            ProxyError::BearerToken(e) => ErrorKind::BadBearerToken(e.kind()),
+            ProxyError::NoCredentials => ErrorKind::NoCredentials,
             ProxyError::NamespaceMismatch { .. } => ErrorKind::NamespaceHeaderMismatch,
             ProxyError::Token(_) => ErrorKind::BadTaskToken,
             ProxyError::TokenNamespace(_) => ErrorKind::TaskTokenNamespaceUnresolved,
@@ -217,6 +261,10 @@ pub fn status_of(err: &ProxyError) -> Status {
             "upstream ended the response without grpc-status",
         ),
         ProxyError::Denied { .. } => Status::permission_denied(err.to_string()),
+        // As Temporal's own authorizer answers a bad or missing token.
+        ProxyError::BearerToken(_) | ProxyError::NoCredentials => {
+            Status::unauthenticated(err.to_string())
+        }
         ProxyError::NamespaceMismatch { .. }
         | ProxyError::Token(_)
         | ProxyError::TokenNamespaceMismatch { .. } => Status::invalid_argument(err.to_string()),
@@ -382,6 +430,7 @@ mod tests {
     #[test]
     fn denial_names_identity_method_and_namespace() {
         let err = ProxyError::Denied {
+            credentials: Credentials::Certificate,
             who: "spiffe://example.org/ns/payments/sa/worker".into(),
             method: "StartWorkflowExecution".into(),
             namespace: Some("billing".into()),
@@ -400,6 +449,7 @@ mod tests {
     #[test]
     fn unknown_method_says_so() {
         let err = ProxyError::Denied {
+            credentials: Credentials::Certificate,
             who: "cn".into(),
             method: "BrandNewRpc".into(),
             namespace: None,
@@ -410,6 +460,42 @@ mod tests {
         assert!(status_of(&err)
             .message()
             .contains("not in this proxy's Temporal method table"));
+    }
+
+    #[test]
+    fn bad_tokens_are_unauthenticated_with_the_reason_and_denials_name_the_subject() {
+        let expired =
+            ProxyError::BearerToken(crate::token::TokenError::Expired { exp: 1_796_119_200 });
+        let s = status_of(&expired);
+        assert_eq!(s.code(), Code::Unauthenticated);
+        assert_eq!(
+            s.message(),
+            "invalid bearer token: token expired at 2026-12-01T10:00:00Z"
+        );
+        assert_eq!(expired.kind().label(), "expired");
+        let none = status_of(&ProxyError::NoCredentials);
+        assert_eq!(none.code(), Code::Unauthenticated);
+        assert!(
+            none.message().contains("no bearer token"),
+            "{}",
+            none.message()
+        );
+        assert_eq!(ProxyError::NoCredentials.kind().label(), "no_credentials");
+        let denied = ProxyError::Denied {
+            credentials: Credentials::Token,
+            who: "token sub \"system:serviceaccount:payments:worker\" of issuer \"cluster\"".into(),
+            method: "DescribeNamespace".into(),
+            namespace: Some("billing".into()),
+            known_method: true,
+            reason: Denied::NoMatchingRule,
+            via: None,
+        };
+        let s = status_of(&denied);
+        assert_eq!(s.code(), Code::PermissionDenied);
+        assert_eq!(
+            s.message(),
+            "permission denied: token sub \"system:serviceaccount:payments:worker\" of issuer \"cluster\" may not call DescribeNamespace on namespace \"billing\": no authorization rule matches this token"
+        );
     }
 
     #[test]

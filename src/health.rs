@@ -5,7 +5,8 @@
 //! `[health] local` answers gRPC health checks from it. The certificates are
 //! judged against the clock again on every probe, so one that expires while
 //! the process runs turns readiness false, and a rotated one that replaces
-//! it turns it true again.
+//! it turns it true again. With `[tokens]`, readiness also waits until
+//! every token issuer has a key set (see `token`'s module doc).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +17,7 @@ use http_body_util::{BodyExt, Full};
 use tower_service::Service;
 
 use crate::tls::material;
+use crate::token::Tokens;
 use crate::upstream::Forward;
 
 /// The readiness checks' results; shared with the rest of the proxy.
@@ -36,6 +38,18 @@ pub struct Health {
     /// not-after: replaced on every load and reload, re-checked against the
     /// clock by the readiness probe, so readiness follows what is served.
     live_certs: Mutex<LiveCertificates>,
+    /// The token verifier, when `[tokens]` is on: ready once every issuer
+    /// has keys.
+    tokens: std::sync::OnceLock<TokenIssuers>,
+}
+
+/// The verifier, as readiness sees it.
+struct TokenIssuers(Arc<Tokens>);
+
+impl std::fmt::Debug for TokenIssuers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenIssuers")
+    }
 }
 
 #[derive(Debug, Default)]
@@ -56,7 +70,18 @@ impl Health {
             certs_problem: Mutex::new("not loaded yet".to_owned()),
             upstream_problem: Mutex::new("not checked yet".to_owned()),
             live_certs: Mutex::new(LiveCertificates::default()),
+            tokens: std::sync::OnceLock::new(),
         })
+    }
+
+    /// With `[tokens]`: readiness also needs every issuer's keys.
+    pub fn set_tokens(&self, tokens: Arc<Tokens>) {
+        let _ = self.tokens.set(TokenIssuers(tokens));
+    }
+
+    /// Why the token issuers are not all ready (an issuer without keys).
+    pub fn tokens_problem(&self) -> Option<String> {
+        self.tokens.get().and_then(|t| t.0.ready().err())
     }
 
     /// Whether the process is serving: set when the listener accepts, and
@@ -164,9 +189,14 @@ impl Health {
         problem(&self.certs_problem, &self.certs_valid)
     }
 
-    /// Serving, not draining, certificates valid and upstream reachable.
+    /// Serving, not draining, certificates valid, upstream reachable, and
+    /// every token issuer with keys.
     pub fn ready(&self) -> bool {
-        self.serving() && !self.draining() && self.certificates_valid() && self.upstream_ok()
+        self.serving()
+            && !self.draining()
+            && self.certificates_valid()
+            && self.upstream_ok()
+            && self.tokens_problem().is_none()
     }
 
     /// One line per check, `ok <check>` or `fail <check>: <why>`, each ending
@@ -193,6 +223,10 @@ impl Health {
             self.certificates_problem(),
         );
         line(self.upstream_ok(), "upstream", self.upstream_error());
+        if self.tokens.get().is_some() {
+            let problem = self.tokens_problem();
+            line(problem.is_none(), "token issuers", problem);
+        }
         if self.draining() {
             line(
                 false,

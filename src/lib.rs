@@ -174,6 +174,18 @@ pub async fn run_until(
         ),
         None => None,
     };
+    // Bearer token issuers: file keys now, fetched ones by `refresh` (kept
+    // fresh on this runtime until shutdown).
+    let tokens = config
+        .tokens
+        .as_ref()
+        .map(|t| Arc::new(token::Tokens::from_config(t)));
+    let token_refresh = tokens.as_ref().map(|t| tokio::spawn(t.refresh()));
+    if let Some(t) = &tokens {
+        let issuers: Vec<&str> = t.issuer_names().map(|n| &**n).collect();
+        tracing::info!(issuers = ?issuers, forward = t.forward(), "bearer tokens on");
+        health.set_tokens(t.clone());
+    }
     let stack = server::stack::StackConfig {
         live: reloadable.live.clone(),
         strip_headers: Arc::from(config.identity.strip.clone()),
@@ -184,6 +196,7 @@ pub async fn run_until(
         limits: config.limits.clone(),
         namespaces: upstream::namespaces::NamespaceIds::new(),
         max_frame_size: config.http2.max_frame_size,
+        tokens: tokens.clone(),
     };
     let server = Arc::new(server::Server::new(&config, stack));
     // Connections are served on worker threads, each with its own pool.
@@ -239,7 +252,7 @@ pub async fn run_until(
     health.set_serving(true);
     // Certificates and policy rotate while serving (SIGHUP, file changes).
     let unready_delay = config.shutdown.unready_delay;
-    let reloader = reload::Reloader::new(config, reloadable).map(|r| tokio::spawn(r.run()));
+    let reloader = reload::Reloader::new(config, reloadable, tokens).map(|r| tokio::spawn(r.run()));
     let draining = health.clone();
     let shutdown = async move {
         shutdown.await;
@@ -252,6 +265,9 @@ pub async fn run_until(
     probe.abort();
     log_report.abort();
     if let Some(task) = reloader {
+        task.abort();
+    }
+    if let Some(task) = token_refresh {
         task.abort();
     }
     health.set_serving(false);

@@ -13,7 +13,10 @@
 //! is refused and the running set keeps serving. Open connections and calls
 //! in flight are not touched (open connections pick up a new policy on their
 //! next call). Settings that cannot change live (listen address and PROXY
-//! protocol, upstream, limits) are reported as needing a restart.
+//! protocol, upstream, limits, token issuers, `tls.client_certificate`) are
+//! reported as needing a restart. Token issuers' JWKS files are read again
+//! on every reload (`Tokens::reload`): a new key set is in force for the
+//! next call, and one that cannot be read leaves the keys in force.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
@@ -28,6 +31,7 @@ use crate::config::Config;
 use crate::health::{certificate_expiries, Health};
 use crate::metrics::Metrics;
 use crate::tls::server::{server_config, ServerTlsError};
+use crate::token::Tokens;
 
 /// How often the watched files are checked.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -139,11 +143,17 @@ pub struct Reloader {
     /// The files of the config now in force (a reload may name new ones).
     watched: Vec<PathBuf>,
     digest: u64,
+    /// The token verifier built at start (its JWKS files are reloaded).
+    tokens: Option<Arc<Tokens>>,
 }
 
 impl Reloader {
     /// `None` when the config came from no file (nothing to reload).
-    pub fn new(started: Config, state: Reloadable) -> Option<Reloader> {
+    pub fn new(
+        started: Config,
+        state: Reloadable,
+        tokens: Option<Arc<Tokens>>,
+    ) -> Option<Reloader> {
         let path = started.source.clone()?;
         let watched = started.watched_files();
         let digest = digest(&watched);
@@ -153,6 +163,7 @@ impl Reloader {
             started,
             watched,
             digest,
+            tokens,
         })
     }
 
@@ -214,15 +225,30 @@ impl Reloader {
     }
 
     fn try_reload(&mut self) -> Outcome {
-        let new = match Config::load(&self.path) {
+        let mut new = match Config::load(&self.path) {
             Ok(c) => c,
             Err(e) => return Outcome::Refused(e.to_string()),
         };
+        // Whether clients may connect without a certificate stays as it
+        // started: the token layers of the running stack were built for it.
+        new.tls.material.client_certificate_optional =
+            self.started.tls.material.client_certificate_optional;
         let loaded = match Loaded::from_config(&new) {
             Ok(l) => l,
             Err(e) => return Outcome::Refused(e.to_string()),
         };
         self.state.apply(&new, loaded);
+        if let Some(tokens) = &self.tokens {
+            for file in tokens.reload() {
+                match &file.outcome {
+                    Ok(true) => tracing::info!(issuer = %file.issuer, "token issuer keys reloaded"),
+                    Ok(false) => {}
+                    Err(reason) => {
+                        tracing::error!(issuer = %file.issuer, reason = %reason, "token issuer keys not reloaded: the keys in force stay")
+                    }
+                }
+            }
+        }
         self.watched = new.watched_files();
         Outcome::Applied {
             needs_restart: needs_restart(&self.started, &new),
@@ -280,7 +306,45 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.shutdown.drain_timeout != new.shutdown.drain_timeout {
         changed.push("shutdown.drain_timeout");
     }
+    if old.tls.client_certificate != new.tls.client_certificate {
+        changed.push("tls.client_certificate");
+    }
+    if token_issuers(old) != token_issuers(new) {
+        changed.push("[tokens]");
+    }
     changed
+}
+
+/// `[tokens]` as far as it is read at start: everything but the keys of
+/// JWKS files (reloaded live).
+fn token_issuers(config: &Config) -> Option<String> {
+    use crate::token::KeySource;
+    config.tokens.as_ref().map(|t| {
+        let issuers: Vec<String> = t
+            .issuers
+            .iter()
+            .map(|i| {
+                let source = match &i.source {
+                    KeySource::File { path, .. } => format!("file {}", path.display()),
+                    KeySource::Url(url) => format!("url {url}"),
+                    KeySource::Discovery => "discovery".to_owned(),
+                };
+                format!(
+                    "{} {} {:?} {source} {:?} {:?} {:?} {:?} {:?} {:?}",
+                    i.name,
+                    i.issuer,
+                    i.audiences,
+                    i.jwks_ca.as_ref().map(|(p, _)| p),
+                    i.algorithms,
+                    i.clock_skew,
+                    i.max_lifetime,
+                    i.refresh,
+                    t.forward,
+                )
+            })
+            .collect();
+        issuers.join("; ")
+    })
 }
 
 /// A digest of the files' contents (missing files count as empty).

@@ -287,6 +287,10 @@ fn example_config_is_valid() {
         .replace(
             "/etc/temporal-mtls-proxy/tls/proxy-client.key",
             &pki.client.key.display().to_string(),
+        )
+        .replace(
+            "/etc/temporal-mtls-proxy/tls/issuer-ca.pem",
+            &pki.ca.display().to_string(),
         );
     let out = check(&uncommented);
     assert!(out.status.success(), "{}\n{uncommented}", stderr(&out));
@@ -484,6 +488,12 @@ fn check_config_verbose_prints_the_settings_in_force_as_a_valid_config() {
     ] {
         std::fs::copy(from, dir.path().join(to)).unwrap();
     }
+    let key = support::issuer::Key::ec("e1");
+    std::fs::write(
+        dir.path().join("cluster-jwks.json"),
+        support::issuer::jwks(&[&key]),
+    )
+    .unwrap();
     let path = dir.path().join("proxy.toml");
     std::fs::write(
         &path,
@@ -494,6 +504,7 @@ address = "127.0.0.1:7443"
 cert = "server.pem"
 key = "server.key"
 client_ca = "ca.pem"
+client_certificate = "optional"
 [upstream]
 address = "http://127.0.0.1:7233"
 [keepalive]
@@ -503,6 +514,23 @@ name = "payments"
 match = { ou = "payments" }
 namespaces = ["payments-*"]
 roles = ["worker", "reader"]
+[[authz.rule]]
+name = "payments-sa"
+match = { cn = "w", token = { issuer = "cluster", sub = "system:serviceaccount:payments:*", claims = { "kubernetes.io/namespace" = "payments" } } }
+namespaces = ["payments"]
+roles = ["worker"]
+[[tokens.issuer]]
+name = "cluster"
+issuer = "https://kubernetes.default.svc"
+audiences = ["temporal"]
+jwks = "cluster-jwks.json"
+max_lifetime = "1h"
+[[tokens.issuer]]
+name = "github"
+issuer = "https://token.actions.githubusercontent.com"
+audiences = ["temporal", "ci"]
+discovery = true
+algorithms = ["RS256"]
 "#,
     )
     .unwrap();
@@ -528,6 +556,14 @@ roles = ["worker", "reader"]
         "mode = \"enforce\"".to_owned(),
         "match = { ou = \"payments\" }".to_owned(),
         "roles = [\"worker\", \"reader\"]".to_owned(),
+        "client_certificate = \"optional\"".to_owned(),
+        "match = { cn = \"w\", token = { issuer = \"cluster\", sub = \"system:serviceaccount:payments:*\", claims = { \"kubernetes.io/namespace\" = \"payments\" } } }".to_owned(),
+        "[tokens]\nforward = false".to_owned(),
+        format!("jwks = {:?}", dir.path().join("cluster-jwks.json").display().to_string()),
+        "max_lifetime = \"1h\"".to_owned(),
+        "discovery = true".to_owned(),
+        "refresh = \"5m\"".to_owned(),
+        "algorithms = [\"RS256\"]".to_owned(),
     ] {
         assert!(
             first.contains(&expected),
@@ -607,6 +643,62 @@ fn a_crl_the_verifier_would_refuse_is_named_under_tls_crl() {
     // The same CRL without the extra bytes is fine.
     let out = check(&config.replace(&bad.display().to_string(), &good.display().to_string()));
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// `match.token` names an issuer of `[[tokens.issuer]]`, with valid
+/// patterns; each problem is named by its key.
+#[test]
+fn token_rules_are_checked_against_the_configured_issuers() {
+    let pki = TestPki::new();
+    let jwks = pki.dir.path().join("jwks.json");
+    std::fs::write(
+        &jwks,
+        support::issuer::jwks(&[&support::issuer::Key::ec("e1")]),
+    )
+    .unwrap();
+    let rules = format!(
+        r#"
+[[tokens.issuer]]
+name = "cluster"
+issuer = "https://kubernetes.default.svc"
+audiences = ["temporal"]
+jwks = {:?}
+
+[[authz.rule]]
+name = "unknown-issuer"
+match = {{ token = {{ issuer = "clustr", sub = "x" }} }}
+namespaces = ["x"]
+roles = ["reader"]
+
+[[authz.rule]]
+name = "bad-patterns"
+match = {{ token = {{ issuer = "cluster", sub = "a*b", claims = {{ repository = "*x*" }} }} }}
+namespaces = ["x"]
+roles = ["reader"]
+
+[[authz.rule]]
+name = "no-issuer"
+match = {{ token = {{ sub = "x" }} }}
+namespaces = ["x"]
+roles = ["reader"]
+"#,
+        jwks.display().to_string()
+    );
+    let config = format!(
+        "{}\n{rules}",
+        support::proxy::config(&pki, "http://127.0.0.1:7233", "")
+    );
+    let out = check(&config);
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    for expected in [
+        "authz.rule[0] (\"unknown-issuer\").match.token.issuer: \"clustr\" is not the name of a [[tokens.issuer]] (they are \"cluster\")",
+        "authz.rule[1] (\"bad-patterns\").match.token.sub: \"a*b\"",
+        "authz.rule[1] (\"bad-patterns\").match.token.claims.\"repository\": \"*x*\"",
+        "authz.rule[2] (\"no-issuer\").match.token.issuer: is required",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
 }
 
 /// Found by the `crl` fuzz target: PEM files joined without a newline

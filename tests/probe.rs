@@ -4,7 +4,8 @@
 //! refuses, a small request limit, pings faster than the proxy allows, the
 //! frontend directly over h2c, a server the CA does not vouch for, and real
 //! nginx in front of the proxy with its default 60 s `grpc_read_timeout`,
-//! which cuts the long poll. Assertions are on `--json` and the exit code.
+//! which cuts the long poll; and a bearer token instead of a client
+//! certificate. Assertions are on `--json` and the exit code.
 //!
 //! The two long tests (75 s polls) run side by side under nextest; the
 //! others take seconds.
@@ -258,6 +259,93 @@ async fn a_namespace_the_policy_does_not_grant_is_permission_denied() {
         "{billing:#}"
     );
     assert_eq!(report["summary"]["fail"], 1, "{report:#}");
+}
+
+/// With `--token-file` and no certificate, against a proxy whose client
+/// certificates are optional: the token is what the proxy authorizes, and a
+/// token it does not accept is reported with the proxy's UNAUTHENTICATED
+/// and its reason.
+#[tokio::test]
+async fn a_bearer_token_instead_of_a_certificate_is_what_gets_checked() {
+    use support::issuer::{claims, jwks, Key};
+    const ISS: &str = "https://issuer.probe.test";
+    let temporal = TemporalServer::start(&[]).await;
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let key = Key::ec("p1");
+    let keys = dir.path().join("jwks.json");
+    std::fs::write(&keys, jwks(&[&key])).unwrap();
+    let extra = format!(
+        "[[tokens.issuer]]\nname = \"probe\"\nissuer = \"{ISS}\"\naudiences = [\"temporal\"]\njwks = {:?}\n\n\
+         [authz]\n\n[[authz.rule]]\nname = \"probe-token\"\n\
+         match = {{ token = {{ issuer = \"probe\", sub = \"ci:probe\" }} }}\n\
+         namespaces = [\"default\"]\nroles = [\"reader\"]\n",
+        keys.display().to_string()
+    );
+    let text = config(&pki, &temporal.url(), &extra).replacen(
+        "\n[upstream]",
+        "client_certificate = \"optional\"\n\n[upstream]",
+        1,
+    );
+    let proxy = ProxyProcess::start(&text).await;
+    let token_file = dir.path().join("token");
+    let base = |token_file: &Path| {
+        vec![
+            proxy.addr.to_string(),
+            "--ca".into(),
+            pki.ca.display().to_string(),
+            "--server-name".into(),
+            "localhost".into(),
+            "--token-file".into(),
+            token_file.display().to_string(),
+            "--skip".into(),
+            "latency,message-size,keepalive".into(),
+        ]
+    };
+
+    std::fs::write(
+        &token_file,
+        format!("{}\n", key.token(&claims(ISS, "ci:probe", "temporal"))),
+    )
+    .unwrap();
+    let (out, report) = probe(&base(&token_file), Duration::from_secs(60)).await;
+    assert_eq!(out.status.code(), Some(0), "{out}");
+    assert_eq!(
+        check(&report, "access", Some("default"))["outcome"],
+        "pass",
+        "{report:#}"
+    );
+
+    // A token for another audience: refused by the proxy, in its words.
+    std::fs::write(
+        &token_file,
+        key.token(&claims(ISS, "ci:probe", "elsewhere")),
+    )
+    .unwrap();
+    let (out, report) = probe(&base(&token_file), Duration::from_secs(60)).await;
+    assert_eq!(out.status.code(), Some(1), "{out}");
+    let access = check(&report, "access", Some("default"));
+    let info = &access["details"]["get_system_info"];
+    assert_eq!(info["status"], "UNAUTHENTICATED", "{access:#}");
+    assert!(
+        info["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid bearer token: "),
+        "{access:#}"
+    );
+
+    // Neither a certificate nor a token: a command-line error.
+    let mut neither = base(&token_file);
+    neither.truncate(5);
+    let out = run_captured(
+        &binary(),
+        &[&["probe".to_owned()][..], &neither].concat(),
+        &[],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{out}");
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! What the audit log says about one call: who called what, the
-//! authorization decision, the grpc-status, bytes each way and the
+//! What the audit log says about one call: who called what (the
+//! certificate, and the verified bearer token's issuer name and subject;
+//! never the token itself), the authorization decision, the grpc-status, bytes each way and the
 //! duration, as one JSON object.
 
 use crate::call::{CallContext, Ending};
@@ -14,6 +15,12 @@ pub fn line(ctx: &CallContext, ending: &Ending) -> String {
             "fingerprint": id.fingerprint_sha256,
         })
     });
+    let token = ctx.token().map(|t| {
+        serde_json::json!({
+            "issuer": &*t.issuer,
+            "sub": t.sub,
+        })
+    });
     // What the proxy refused the call for, when it did and the policy did
     // not already say why.
     let reason = outcome
@@ -23,6 +30,7 @@ pub fn line(ctx: &CallContext, ending: &Ending) -> String {
         "time": humantime::format_rfc3339_millis(ctx.at).to_string(),
         "peer": ctx.conn.peer.to_string(),
         "identity": identity,
+        "token": token,
         "method": ctx.uri.path(),
         "namespace": outcome.and_then(|o| o.namespace.as_deref()),
         "decision": outcome.map_or("none", |o| o.decision.label()),

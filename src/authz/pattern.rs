@@ -13,6 +13,8 @@
 //!   or dot-segment removal: SPIFFE IDs allow neither.
 //! - `Fingerprint`: hex, any case, with or without `:` separators.
 //! - `Namespace`: case-sensitive, as Temporal namespace names are.
+//! - `Claim` (a bearer token's `sub` and claims): case-sensitive, as JWT
+//!   claims are (RFC 7519: StringOrURI values compare as they are).
 //!
 //! Both sides are normalised with [`normalize`] before they meet: patterns
 //! in [`Pattern::parse`], certificate values once per connection, so that
@@ -33,6 +35,8 @@ pub enum FieldKind {
     Uri,
     Fingerprint,
     Namespace,
+    /// A bearer token's `sub` or other claim.
+    Claim,
 }
 
 /// One pattern of the policy, normalised at config load.
@@ -160,11 +164,11 @@ impl fmt::Display for Pattern {
 
 /// Normalises a certificate value (or a namespace) for matching: lowercase
 /// for `Text`; lowercase without `:` for `Fingerprint`; scheme and authority
-/// lowercased (ASCII) for `Uri`; unchanged for `Namespace`. Borrows when the
-/// value is already normal.
+/// lowercased (ASCII) for `Uri`; unchanged for `Namespace` and `Claim`.
+/// Borrows when the value is already normal.
 pub fn normalize(value: &str, kind: FieldKind) -> Cow<'_, str> {
     match kind {
-        FieldKind::Namespace => Cow::Borrowed(value),
+        FieldKind::Namespace | FieldKind::Claim => Cow::Borrowed(value),
         FieldKind::Text => lowercase(value),
         FieldKind::Fingerprint => {
             if value.bytes().any(|b| b == b':' || b.is_ascii_uppercase()) {

@@ -1,13 +1,16 @@
 //! The authorization policy: rules that match certificate identities and
-//! grant roles on namespaces, and the decision for one call. Rules are
-//! matched against an identity once per connection ([`Policy::grants_for`]);
-//! a call's decision then only walks the rules that matched.
+//! bearer tokens and grant roles on namespaces, and the decision for one
+//! call. Rules are matched against a connection's certificate and a call's
+//! verified token ([`Policy::grants_for`], cached by the authz layer per
+//! connection and token); a call's decision then only walks the rules that
+//! matched.
 
 use std::sync::Arc;
 
 use super::pattern::{normalize, FieldKind, Pattern};
 use crate::temporal::methods::{Access, Method, Scope};
 use crate::tls::identity::PeerIdentity;
+use crate::token::VerifiedToken;
 
 /// Enforce denies; audit logs what would be denied and forwards anyway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,12 +88,39 @@ impl Field {
     }
 }
 
+/// `match.token` of a rule: which verified tokens it applies to.
+#[derive(Debug, Clone)]
+pub struct TokenMatch {
+    /// The `name` of the `[[tokens.issuer]]` the token must be from.
+    pub issuer: Arc<str>,
+    /// The token's `sub` must match, when set.
+    pub sub: Option<Pattern>,
+    /// Claim path -> pattern: each must match one value of the claim (one
+    /// element of an array claim), looked up as `VerifiedToken::claim` says.
+    pub claims: Vec<(String, Pattern)>,
+}
+
+impl TokenMatch {
+    fn matches(&self, token: &VerifiedToken) -> bool {
+        *token.issuer == *self.issuer
+            && self.sub.as_ref().is_none_or(|p| p.matches(&token.sub))
+            && self
+                .claims
+                .iter()
+                .all(|(path, p)| token.any_claim(path, |v| p.matches(v)))
+    }
+}
+
 /// One `[[authz.rule]]`, validated.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: Arc<str>,
-    /// Every entry must match some value of the certificate.
+    /// Every entry must match some value of the certificate. Empty when
+    /// the rule matches a token alone.
     pub matchers: Vec<(Field, Pattern)>,
+    /// `match.token`: a call must carry a verified token this matches. A
+    /// rule with certificate fields and a token needs both.
+    pub token: Option<TokenMatch>,
     pub namespaces: Vec<Pattern>,
     pub roles: Vec<Role>,
     /// Full method paths not in the method table (a newer Temporal API)
@@ -99,10 +129,21 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn matches(&self, id: &NormalizedIdentity) -> bool {
-        self.matchers
-            .iter()
-            .all(|(field, pattern)| id.values(*field).iter().any(|v| pattern.matches(v)))
+    fn matches(&self, id: Option<&NormalizedIdentity>, token: Option<&VerifiedToken>) -> bool {
+        let certificate = match id {
+            Some(id) => self
+                .matchers
+                .iter()
+                .all(|(field, pattern)| id.values(*field).iter().any(|v| pattern.matches(v))),
+            // Without a certificate, only rules without certificate fields.
+            None => self.matchers.is_empty(),
+        };
+        let token = match (&self.token, token) {
+            (None, _) => true,
+            (Some(m), Some(t)) => m.matches(t),
+            (Some(_), None) => false,
+        };
+        certificate && token
     }
 
     fn allows_method(&self, method: &Method) -> bool {
@@ -218,18 +259,29 @@ pub fn open_to_all(path: &str) -> bool {
 }
 
 impl Policy {
-    /// The rules `identity` matches, in config order.
-    pub fn grants_for(&self, identity: &PeerIdentity) -> Grants {
-        let id = NormalizedIdentity::new(identity);
+    /// The rules a connection's certificate (`None`: it has none) and a
+    /// call's verified token match, in config order.
+    pub fn grants_for(
+        &self,
+        identity: Option<&PeerIdentity>,
+        token: Option<&VerifiedToken>,
+    ) -> Grants {
+        let id = identity.map(NormalizedIdentity::new);
         Grants {
             mode: self.mode,
             rules: self
                 .rules
                 .iter()
-                .filter(|r| r.matches(&id))
+                .filter(|r| r.matches(id.as_ref(), token))
                 .cloned()
                 .collect(),
         }
+    }
+
+    /// Whether any rule looks at tokens (else a call's token cannot change
+    /// what its connection's certificate is granted).
+    pub fn matches_tokens(&self) -> bool {
+        self.rules.iter().any(|r| r.token.is_some())
     }
 }
 
@@ -300,6 +352,7 @@ mod tests {
                 .collect(),
             roles: roles.to_vec(),
             methods: vec![],
+            token: None,
         })
     }
 
@@ -318,6 +371,109 @@ mod tests {
             fingerprint_sha256: "AB".repeat(32),
             not_after: std::time::SystemTime::UNIX_EPOCH,
         }
+    }
+
+    /// The grants of a certificate alone.
+    trait ByCert {
+        fn by_cert(&self, id: &PeerIdentity) -> Grants;
+    }
+
+    impl ByCert for Policy {
+        fn by_cert(&self, id: &PeerIdentity) -> Grants {
+            self.grants_for(Some(id), None)
+        }
+    }
+
+    fn token(issuer: &str, claims: serde_json::Value) -> VerifiedToken {
+        let serde_json::Value::Object(claims) = claims else {
+            panic!("an object")
+        };
+        VerifiedToken {
+            issuer: Arc::from(issuer),
+            sub: claims["sub"].as_str().unwrap_or_default().to_owned(),
+            claims,
+            exp: std::time::SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn token_rule(name: &str, cert: &[(Field, &str)], m: TokenMatch) -> Arc<Rule> {
+        let mut r = (*rule(name, cert, &["ns"], &[Role::Reader])).clone();
+        r.token = Some(m);
+        Arc::new(r)
+    }
+
+    fn claim(p: &str) -> Pattern {
+        Pattern::parse(p, FieldKind::Claim).unwrap()
+    }
+
+    #[test]
+    fn token_rules_match_issuer_sub_and_claims() {
+        let k8s = TokenMatch {
+            issuer: Arc::from("cluster"),
+            sub: Some(claim("system:serviceaccount:payments:*")),
+            claims: vec![
+                ("kubernetes.io/namespace".into(), claim("payments")),
+                ("groups".into(), claim("team-*")),
+            ],
+        };
+        let p = policy(vec![
+            token_rule("sa", &[], k8s.clone()),
+            token_rule("both", &[(Field::Cn, "worker")], k8s),
+        ]);
+        let good = token(
+            "cluster",
+            serde_json::json!({
+                "sub": "system:serviceaccount:payments:worker",
+                "kubernetes.io": {"namespace": "payments"},
+                "groups": ["other", "team-a"],
+            }),
+        );
+        let names = |g: &Grants| {
+            g.rules
+                .iter()
+                .map(|r| r.name.to_string())
+                .collect::<Vec<_>>()
+        };
+        // A token alone (no certificate) matches the token-only rule.
+        assert_eq!(names(&p.grants_for(None, Some(&good))), ["sa"]);
+        // Certificate and token: both rules.
+        let worker = identity("worker", &[], &[]);
+        assert_eq!(
+            names(&p.grants_for(Some(&worker), Some(&good))),
+            ["sa", "both"]
+        );
+        // The certificate alone matches neither: both need the token.
+        assert!(p.by_cert(&worker).is_empty());
+        // Another issuer's token with the same claims.
+        let other = VerifiedToken {
+            issuer: Arc::from("github"),
+            ..good.clone()
+        };
+        assert!(p.grants_for(Some(&worker), Some(&other)).is_empty());
+        // Claims are case-sensitive; an array matches by one element.
+        let upper = token(
+            "cluster",
+            serde_json::json!({
+                "sub": "system:serviceaccount:Payments:worker",
+                "kubernetes.io": {"namespace": "payments"},
+                "groups": ["team-a"],
+            }),
+        );
+        assert!(p.grants_for(None, Some(&upper)).is_empty());
+        let no_group = token(
+            "cluster",
+            serde_json::json!({
+                "sub": "system:serviceaccount:payments:worker",
+                "kubernetes.io": {"namespace": "payments"},
+                "groups": ["ops"],
+            }),
+        );
+        assert!(p.grants_for(None, Some(&no_group)).is_empty());
+        assert!(p.matches_tokens());
+        // Certificate rules never match a connection without a certificate.
+        let cert_only = policy(vec![rule("c", &[(Field::Cn, "*")], &["*"], &[Role::Admin])]);
+        assert!(cert_only.grants_for(None, Some(&good)).is_empty());
+        assert!(!cert_only.matches_tokens());
     }
 
     fn decide(grants: &Grants, method: &str, ns: Option<&str>) -> Decision {
@@ -349,16 +505,16 @@ mod tests {
             &["ops", "PAYMENTS"],
             &["spiffe://example.org/ns/payments/sa/w"],
         );
-        assert!(!p.grants_for(&both).is_empty());
+        assert!(!p.by_cert(&both).is_empty());
         // One field alone is not enough.
-        assert!(p.grants_for(&identity("w", &["payments"], &[])).is_empty());
+        assert!(p.by_cert(&identity("w", &["payments"], &[])).is_empty());
         // URI paths are case-sensitive.
         let wrong_case = identity(
             "w",
             &["payments"],
             &["spiffe://example.org/NS/payments/sa/w"],
         );
-        assert!(p.grants_for(&wrong_case).is_empty());
+        assert!(p.by_cert(&wrong_case).is_empty());
         // Fingerprints match in any case.
         let fp = policy(vec![rule(
             "fp",
@@ -366,7 +522,7 @@ mod tests {
             &["*"],
             &[Role::Admin],
         )]);
-        assert!(!fp.grants_for(&identity("x", &[], &[])).is_empty());
+        assert!(!fp.by_cert(&identity("x", &[], &[])).is_empty());
     }
 
     #[test]
@@ -392,7 +548,7 @@ mod tests {
             ),
             rule("admins", &[(Field::Cn, "admin")], &["ns"], &[Role::Admin]),
         ]);
-        let g = |cn| p.grants_for(&identity(cn, &[], &[]));
+        let g = |cn| p.by_cert(&identity(cn, &[], &[]));
         let ns = Some("ns");
         // Reads.
         for who in ["reader", "writer", "admin"] {
@@ -433,7 +589,7 @@ mod tests {
             rule("a-read", &[(Field::Ou, "team")], &["a"], &[Role::Reader]),
             rule("b-write", &[(Field::Cn, "svc")], &["b-*"], &[Role::Writer]),
         ]);
-        let g = p.grants_for(&identity("svc", &["team"], &[]));
+        let g = p.by_cert(&identity("svc", &["team"], &[]));
         assert_eq!(
             decide(&g, "DescribeNamespace", Some("a")),
             Ok(Allowed::Rule(Arc::from("a-read")))
@@ -467,7 +623,7 @@ mod tests {
                 &[Role::Admin],
             ),
         ]);
-        let g = |cn| p.grants_for(&identity(cn, &[], &[]));
+        let g = |cn| p.by_cert(&identity(cn, &[], &[]));
         assert!(decide(&g("nsadmin"), "ListNamespaces", None).is_err());
         assert!(decide(&g("auditor"), "ListNamespaces", None).is_ok());
         assert!(decide(&g("auditor"), "GetClusterInfo", None).is_ok());
@@ -492,12 +648,12 @@ mod tests {
             &["*"],
             &[Role::Admin],
         )]);
-        let nobody = p.grants_for(&identity("stranger", &[], &[]));
+        let nobody = p.by_cert(&identity("stranger", &[], &[]));
         assert_eq!(
             decide(&nobody, "DescribeNamespace", Some("x")),
             Err(Denied::NoMatchingRule)
         );
-        let known = p.grants_for(&identity("known", &[], &[]));
+        let known = p.by_cert(&identity("known", &[], &[]));
         assert_eq!(
             known.decide_unknown(&format!("{WS}Future")),
             Err(Denied::UnknownMethod)
@@ -505,7 +661,7 @@ mod tests {
         let mut named = (*p.rules[0]).clone();
         named.methods = vec![format!("{WS}Future")];
         let p = policy(vec![Arc::new(named)]);
-        let g = p.grants_for(&identity("known", &[], &[]));
+        let g = p.by_cert(&identity("known", &[], &[]));
         assert!(g.decide_unknown(&format!("{WS}Future")).is_ok());
         assert!(open_to_all(&format!("{WS}GetSystemInfo")));
         assert!(open_to_all("/grpc.health.v1.Health/Check"));

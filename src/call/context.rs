@@ -12,6 +12,7 @@ use crate::authz::AuthzDecision;
 use crate::error::ErrorKind;
 use crate::temporal::methods::{lookup, Method};
 use crate::tls::handshake::ConnectionInfo;
+use crate::token::VerifiedToken;
 
 /// A request and its context, as every layer below `layers::call` takes it.
 pub struct Call<B> {
@@ -51,6 +52,8 @@ pub struct CallContext {
     pub uri: http::Uri,
     /// The method table's entry for the path, looked up once here.
     pub method: Option<&'static Method>,
+    /// The call's verified bearer token (set by `layers::token`).
+    token: OnceLock<Arc<VerifiedToken>>,
     authz: OnceLock<AuthzOutcome>,
     error: OnceLock<ErrorKind>,
     request_bytes: AtomicU64,
@@ -64,10 +67,21 @@ impl CallContext {
             started: Instant::now(),
             method: lookup(uri.path()),
             uri: uri.clone(),
+            token: OnceLock::new(),
             authz: OnceLock::new(),
             error: OnceLock::new(),
             request_bytes: AtomicU64::new(0),
         }
+    }
+
+    /// Set by the token layer, once, when the call's token verified.
+    pub fn set_token(&self, token: Arc<VerifiedToken>) {
+        let _ = self.token.set(token);
+    }
+
+    /// The call's verified bearer token, if it carries one.
+    pub fn token(&self) -> Option<&Arc<VerifiedToken>> {
+        self.token.get()
     }
 
     /// Set by the authorization layer, once.

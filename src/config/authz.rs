@@ -7,16 +7,22 @@ use std::sync::Arc;
 use http::HeaderName;
 
 use super::problems::{resolve, Problems};
-use super::raw::{RawAudit, RawAuthz, RawIdentity, RawMatch, RawRule};
+use super::raw::{RawAudit, RawAuthz, RawIdentity, RawMatch, RawRule, RawTokenMatch};
 use super::AuditTarget as SinkTarget;
 use super::{AuditConfig, IdentityHeaderConfig};
 use crate::authz::pattern::{FieldKind, Pattern};
-use crate::authz::{Field, Mode, Policy, Role, Rule};
+use crate::authz::{Field, Mode, Policy, Role, Rule, TokenMatch};
 
 pub const DEFAULT_IDENTITY_HEADER: &str = "x-forwarded-client-cert";
 pub const DEFAULT_AUDIT_BUFFER: usize = 16_384;
 
-pub(super) fn validate_authz(p: &mut Problems, raw: Option<RawAuthz>) -> Option<Policy> {
+/// `issuers`: the names of the `[[tokens.issuer]]` tables, which
+/// `match.token.issuer` must be one of.
+pub(super) fn validate_authz(
+    p: &mut Problems,
+    raw: Option<RawAuthz>,
+    issuers: &[Arc<str>],
+) -> Option<Policy> {
     let raw = raw?;
     let mode = match raw.mode.as_deref() {
         None | Some("enforce") => Mode::Enforce,
@@ -49,14 +55,14 @@ pub(super) fn validate_authz(p: &mut Problems, raw: Option<RawAuthz>) -> Option<
             }
             names.push(name.clone());
         }
-        if let Some(rule) = validate_rule(p, &key, raw_rule) {
+        if let Some(rule) = validate_rule(p, &key, raw_rule, issuers) {
             rules.push(Arc::new(rule));
         }
     }
     Some(Policy { mode, rules })
 }
 
-fn validate_rule(p: &mut Problems, key: &str, raw: RawRule) -> Option<Rule> {
+fn validate_rule(p: &mut Problems, key: &str, raw: RawRule, issuers: &[Arc<str>]) -> Option<Rule> {
     let before = p.len();
     let name = match raw.name {
         Some(n) if !n.trim().is_empty() => Some(n),
@@ -68,7 +74,7 @@ fn validate_rule(p: &mut Problems, key: &str, raw: RawRule) -> Option<Rule> {
             None
         }
     };
-    let matchers = validate_match(p, key, raw.matcher);
+    let (matchers, token) = validate_match(p, key, raw.matcher, issuers);
     let namespaces: Vec<Pattern> = match raw.namespaces {
         Some(list) if !list.is_empty() => list
             .iter()
@@ -123,19 +129,25 @@ fn validate_rule(p: &mut Problems, key: &str, raw: RawRule) -> Option<Rule> {
     Some(Rule {
         name: Arc::from(name?),
         matchers,
+        token,
         namespaces,
         roles,
         methods,
     })
 }
 
-fn validate_match(p: &mut Problems, key: &str, raw: Option<RawMatch>) -> Vec<(Field, Pattern)> {
+fn validate_match(
+    p: &mut Problems,
+    key: &str,
+    raw: Option<RawMatch>,
+    issuers: &[Arc<str>],
+) -> (Vec<(Field, Pattern)>, Option<TokenMatch>) {
     let Some(m) = raw else {
         p.add(
             &format!("{key}.match"),
-            "is required: which certificates the rule applies to, e.g. match = { ou = \"payments\" }",
+            "is required: which certificates (or tokens) the rule applies to, e.g. match = { ou = \"payments\" }",
         );
-        return Vec::new();
+        return (Vec::new(), None);
     };
     let before = p.len();
     let mut matchers = Vec::new();
@@ -157,13 +169,84 @@ fn validate_match(p: &mut Problems, key: &str, raw: Option<RawMatch>) -> Vec<(Fi
             ),
         }
     }
-    if matchers.is_empty() && p.len() == before {
+    let token = m
+        .token
+        .and_then(|t| validate_token_match(p, &format!("{key}.match.token"), t, issuers));
+    if matchers.is_empty() && token.is_none() && p.len() == before {
         p.add(
             &format!("{key}.match"),
-            "is empty: name at least one of cn, o, ou, dns, uri, email, fingerprint (an empty match would apply to every certificate)",
+            "is empty: name at least one of cn, o, ou, dns, uri, email, fingerprint, token (an empty match would apply to every certificate)",
         );
     }
-    matchers
+    (matchers, token)
+}
+
+/// `match.token = { issuer = "...", sub = "...", claims = { ... } }`.
+fn validate_token_match(
+    p: &mut Problems,
+    key: &str,
+    raw: RawTokenMatch,
+    issuers: &[Arc<str>],
+) -> Option<TokenMatch> {
+    let before = p.len();
+    let issuer = match raw.issuer {
+        None => {
+            p.add(
+                &format!("{key}.issuer"),
+                "is required: the name of the [[tokens.issuer]] whose tokens the rule applies to",
+            );
+            None
+        }
+        Some(name) => match issuers.iter().find(|n| ***n == *name) {
+            Some(found) => Some(found.clone()),
+            None if issuers.is_empty() => {
+                p.add(
+                    &format!("{key}.issuer"),
+                    format!("{name:?} is not a token issuer: there is no [[tokens.issuer]]"),
+                );
+                None
+            }
+            None => {
+                let known: Vec<String> = issuers.iter().map(|n| format!("{n:?}")).collect();
+                p.add(
+                    &format!("{key}.issuer"),
+                    format!(
+                        "{name:?} is not the name of a [[tokens.issuer]] (they are {})",
+                        known.join(", ")
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let sub = raw
+        .sub
+        .and_then(|text| match Pattern::parse(&text, FieldKind::Claim) {
+            Ok(pat) => Some(pat),
+            Err(e) => {
+                p.add(&format!("{key}.sub"), format!("{text:?}: {e}"));
+                None
+            }
+        });
+    let mut claims = Vec::new();
+    for (path, text) in raw.claims.unwrap_or_default() {
+        if path.is_empty() {
+            p.add(&format!("{key}.claims"), "a claim name must not be empty");
+            continue;
+        }
+        match Pattern::parse(&text, FieldKind::Claim) {
+            Ok(pat) => claims.push((path, pat)),
+            Err(e) => p.add(&format!("{key}.claims.{path:?}"), format!("{text:?}: {e}")),
+        }
+    }
+    if p.len() != before {
+        return None;
+    }
+    Some(TokenMatch {
+        issuer: issuer?,
+        sub,
+        claims,
+    })
 }
 
 pub(super) fn validate_identity(

@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::authz::{Mode, Role};
 use crate::tls::server::MinTlsVersion;
 
-use super::{AuditTarget, Config};
+use super::{AuditTarget, ClientCertificate, Config};
+use crate::token::KeySource;
 
 /// A TOML string.
 fn q(s: &str) -> String {
@@ -80,6 +81,11 @@ impl Config {
         };
         let _ = writeln!(o, "min_version = {}", q(min));
         let _ = writeln!(o, "handshake_timeout = {}", duration(tls.handshake_timeout));
+        let client_certificate = match tls.client_certificate {
+            ClientCertificate::Required => "required",
+            ClientCertificate::Optional => "optional",
+        };
+        let _ = writeln!(o, "client_certificate = {}", q(client_certificate));
 
         let up = &self.upstream;
         let _ = writeln!(o, "\n[upstream]");
@@ -128,13 +134,28 @@ impl Config {
                 for rule in &policy.rules {
                     let _ = writeln!(o, "\n[[authz.rule]]");
                     let _ = writeln!(o, "name = {}", q(&rule.name));
-                    let matchers: Vec<String> = rule
+                    let mut matchers: Vec<String> = rule
                         .matchers
                         .iter()
                         .map(|(field, pattern)| {
                             format!("{} = {}", field.name(), q(pattern.as_str()))
                         })
                         .collect();
+                    if let Some(t) = &rule.token {
+                        let mut fields = vec![format!("issuer = {}", q(&t.issuer))];
+                        if let Some(sub) = &t.sub {
+                            fields.push(format!("sub = {}", q(sub.as_str())));
+                        }
+                        if !t.claims.is_empty() {
+                            let claims: Vec<String> = t
+                                .claims
+                                .iter()
+                                .map(|(path, p)| format!("{} = {}", q(path), q(p.as_str())))
+                                .collect();
+                            fields.push(format!("claims = {{ {} }}", claims.join(", ")));
+                        }
+                        matchers.push(format!("token = {{ {} }}", fields.join(", ")));
+                    }
                     let _ = writeln!(o, "match = {{ {} }}", matchers.join(", "));
                     let _ = writeln!(
                         o,
@@ -279,6 +300,45 @@ impl Config {
             "upstream_check_timeout = {}",
             duration(a.upstream_check_timeout)
         );
+
+        match &self.tokens {
+            None => {
+                let _ = writeln!(o, "\n# No [tokens]: bearer tokens are not verified.");
+            }
+            Some(t) => {
+                let _ = writeln!(o, "\n[tokens]\nforward = {}", t.forward);
+                for i in &t.issuers {
+                    let _ = writeln!(o, "\n[[tokens.issuer]]");
+                    let _ = writeln!(o, "name = {}", q(&i.name));
+                    let _ = writeln!(o, "issuer = {}", q(&i.issuer));
+                    let _ = writeln!(o, "audiences = {}", list(i.audiences.iter().map(|a| q(a))));
+                    match &i.source {
+                        KeySource::File { path: p, .. } => {
+                            let _ = writeln!(o, "jwks = {}", path(p));
+                        }
+                        KeySource::Url(url) => {
+                            let _ = writeln!(o, "jwks_url = {}", q(url));
+                        }
+                        KeySource::Discovery => {
+                            let _ = writeln!(o, "discovery = true");
+                        }
+                    }
+                    if let Some((ca, _)) = &i.jwks_ca {
+                        let _ = writeln!(o, "jwks_ca = {}", path(ca));
+                    }
+                    let _ = writeln!(
+                        o,
+                        "algorithms = {}",
+                        list(i.algorithms.iter().map(|a| q(a.name())))
+                    );
+                    let _ = writeln!(o, "clock_skew = {}", duration(i.clock_skew));
+                    let _ = writeln!(o, "max_lifetime = {}", duration(i.max_lifetime));
+                    if !matches!(i.source, KeySource::File { .. }) {
+                        let _ = writeln!(o, "refresh = {}", duration(i.refresh));
+                    }
+                }
+            }
+        }
 
         let _ = writeln!(o, "\n[health]\nlocal = {}", self.health_local);
 

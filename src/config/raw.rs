@@ -90,6 +90,16 @@ pub struct RawMatch {
     pub uri: Option<String>,
     pub email: Option<String>,
     pub fingerprint: Option<String>,
+    pub token: Option<RawTokenMatch>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenMatch {
+    pub issuer: Option<String>,
+    pub sub: Option<String>,
+    /// Claim path -> pattern (in file order, for messages).
+    pub claims: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -52,7 +52,13 @@ pub(super) fn validate(
     let tls = validate_tls(&mut p, raw.tls.unwrap_or_default(), base);
     let upstream = validate_upstream(&mut p, raw.upstream.unwrap_or_default(), base);
     let shutdown = validate_shutdown(&mut p, raw.shutdown.unwrap_or_default());
-    let authz = super::authz::validate_authz(&mut p, raw.authz);
+    let tokens = super::tokens::validate_tokens(&mut p, raw.tokens, base);
+    let issuer_names: Vec<Arc<str>> = tokens
+        .iter()
+        .flat_map(|t| &t.issuers)
+        .map(|i| i.name.clone())
+        .collect();
+    let authz = super::authz::validate_authz(&mut p, raw.authz, &issuer_names);
     let identity = super::authz::validate_identity(&mut p, raw.identity);
     let audit = super::authz::validate_audit(&mut p, raw.audit, base);
     let buffer_set = raw
@@ -75,20 +81,11 @@ pub(super) fn validate(
             None
         }
     };
-    let tokens = super::tokens::validate_tokens(&mut p, raw.tokens, base);
     let client_certificate = super::tokens::validate_client_certificate(
         &mut p,
         client_certificate.as_deref(),
         tokens.as_ref(),
     );
-    // Until calls are checked against them (the token layer), a [tokens]
-    // section would be accepted and do nothing: refused instead.
-    if tokens.is_some() {
-        p.add(
-            "tokens",
-            "bearer tokens are not yet applied to calls by this build: remove [tokens] and tls.client_certificate",
-        );
-    }
 
     match (address, tls, upstream) {
         (Some(address), Some(tls), Some(upstream)) if p.0.is_empty() => Ok(Config {
@@ -99,6 +96,11 @@ pub(super) fn validate(
             },
             tls: TlsConfig {
                 client_certificate,
+                material: ServerTlsMaterial {
+                    client_certificate_optional: client_certificate
+                        == super::ClientCertificate::Optional,
+                    ..tls.material
+                },
                 ..tls
             },
             upstream,
@@ -178,6 +180,8 @@ fn validate_tls(p: &mut Problems, raw: RawTls, base: &Path) -> Option<TlsConfig>
         client_roots: Arc::new(client_roots?),
         crls,
         min_version: min_version?,
+        // Set from tls.client_certificate once [tokens] is validated.
+        client_certificate_optional: false,
     };
     if !crls_ok {
         return None;

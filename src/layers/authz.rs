@@ -1,5 +1,6 @@
 //! Authorization: who may call what, down to the Temporal namespace inside
-//! the request. The method comes from the `:path` and the method table; the
+//! the request. Who is the connection's certificate and the call's verified
+//! bearer token (set by `layers::token`), matched by the same rules. The method comes from the `:path` and the method table; the
 //! namespace from the first gRPC message's protobuf (decompressed if gzip),
 //! never from the client-asserted `temporal-namespace` header, which must
 //! agree with it. The original bytes are forwarded unchanged. Denied calls
@@ -28,7 +29,7 @@ use tower_service::Service;
 
 use crate::authz::{open_to_all, Allowed, AuthzDecision, Decision, Denied, Grants, Mode, Policy};
 use crate::call::{AuthzOutcome, Call, CallContext, ResponseBody};
-use crate::error::ProxyError;
+use crate::error::{Credentials, ProxyError};
 use crate::grpc::frame::{
     decompress, read_first_message_within, FirstMessage, FrameError, ReadBudget,
 };
@@ -39,17 +40,22 @@ use crate::temporal::methods::{lookup, Method};
 use crate::temporal::nested::{nested_namespaces, task_token_field, token_namespace_id};
 use crate::temporal::wire::last_string_field;
 use crate::tls::identity::PeerIdentity;
+use crate::token::VerifiedToken;
 use crate::upstream::namespaces::NamespaceIds;
 use crate::upstream::Forward;
 
 /// What one connection's calls are decided with. The policy can be
 /// reloaded while the connection is open: the rules this identity matches
-/// are recomputed once when a call sees a new policy, and cached (no lock)
+/// are recomputed once when a call sees a new policy (or, under rules that
+/// match tokens, another token than the last call's), and cached (no lock)
 /// for the calls after it.
 pub struct ConnAuthz {
     live: Arc<Live>,
-    identity: Arc<PeerIdentity>,
-    /// The identity as named in messages and logs (SPIFFE ID, CN or subject).
+    /// `None`: a connection without a client certificate (its calls carry
+    /// a verified token, or the token layer refused them).
+    identity: Option<Arc<PeerIdentity>>,
+    /// The certificate as named in messages and logs (SPIFFE ID, CN or
+    /// subject); empty without one.
     pub who: String,
     reads: ReadLimits,
     cached: ArcSwapOption<Cached>,
@@ -61,7 +67,42 @@ pub struct ConnAuthz {
 /// The grants of one identity under one policy.
 struct Cached {
     policy: Arc<Policy>,
+    /// The token the grants were computed with (`None` also when the
+    /// policy has no token rules, so that any token gives the same grants).
+    token: Option<Arc<VerifiedToken>>,
     grants: Grants,
+}
+
+/// Who asks, and what the rules they match grant.
+struct Asking<'a> {
+    caller: &'a Caller,
+    grants: &'a Grants,
+}
+
+/// Who a call is, as named in denials and logs.
+struct Caller {
+    name: String,
+    credentials: Credentials,
+}
+
+impl Caller {
+    fn new(certificate: &str, token: Option<&VerifiedToken>, has_certificate: bool) -> Caller {
+        let name = match token {
+            None => certificate.to_owned(),
+            Some(t) => {
+                let token = format!("token sub {:?} of issuer {:?}", t.sub, &*t.issuer);
+                if has_certificate {
+                    format!("{certificate} with {token}")
+                } else {
+                    token
+                }
+            }
+        };
+        Caller {
+            name,
+            credentials: Credentials::of(has_certificate, token.is_some()),
+        }
+    }
 }
 
 /// How a connection's first messages are read.
@@ -77,14 +118,18 @@ pub struct ReadLimits {
 impl ConnAuthz {
     pub fn new(
         live: Arc<Live>,
-        identity: Arc<PeerIdentity>,
+        identity: Option<Arc<PeerIdentity>>,
         reads: ReadLimits,
         namespaces: Arc<NamespaceIds>,
         forward: Forward,
     ) -> ConnAuthz {
         ConnAuthz {
             live,
-            who: identity.display_name().to_owned(),
+            who: identity
+                .as_deref()
+                .map(PeerIdentity::display_name)
+                .unwrap_or_default()
+                .to_owned(),
             identity,
             reads,
             cached: ArcSwapOption::empty(),
@@ -93,17 +138,26 @@ impl ConnAuthz {
         }
     }
 
-    /// The grants under the current policy; `None` when authorization is
-    /// off (no `[authz]` in the current config).
-    fn grants(&self) -> Option<Arc<Cached>> {
+    /// The grants under the current policy for a call with `token`;
+    /// `None` when authorization is off (no `[authz]` in the current
+    /// config).
+    fn grants(&self, token: Option<&Arc<VerifiedToken>>) -> Option<Arc<Cached>> {
         let policy = self.live.policy()?;
+        let token = token.filter(|_| policy.matches_tokens());
         if let Some(cached) = self.cached.load_full() {
-            if Arc::ptr_eq(&cached.policy, &policy) {
+            let same_token = match (&cached.token, token) {
+                (None, None) => true,
+                // The token cache hands out one Arc per verified token.
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            };
+            if Arc::ptr_eq(&cached.policy, &policy) && same_token {
                 return Some(cached);
             }
         }
         let fresh = Arc::new(Cached {
-            grants: policy.grants_for(&self.identity),
+            grants: policy.grants_for(self.identity.as_deref(), token.map(|t| &**t)),
+            token: token.cloned(),
             policy,
         });
         self.cached.store(Some(fresh.clone()));
@@ -183,12 +237,17 @@ where
         let Some((state, cached)) = self
             .state
             .as_ref()
-            .and_then(|s| s.grants().map(|g| (s.clone(), g)))
+            .and_then(|s| s.grants(call.ctx.token()).map(|g| (s.clone(), g)))
         else {
             return Box::pin(inner.call(call.map_body(Replay::new)));
         };
         Box::pin(async move {
             let Call { ctx, request } = call;
+            let caller = Caller::new(
+                &state.who,
+                ctx.token().map(|t| &**t),
+                state.identity.is_some(),
+            );
             let (parts, mut body) = request.into_parts();
             let path = parts.uri.path();
             let method = ctx.method;
@@ -203,7 +262,7 @@ where
                         payload = Some(decoded);
                     }
                     Err(err) => {
-                        refused(&state, path, None, &err);
+                        refused(&caller, path, None, &err);
                         record_outcome(
                             &ctx,
                             None,
@@ -219,7 +278,10 @@ where
             let mut findings = Findings::default();
             let checked = check(
                 &state,
-                &cached.grants,
+                Asking {
+                    caller: &caller,
+                    grants: &cached.grants,
+                },
                 method,
                 path,
                 &parts.headers,
@@ -237,7 +299,7 @@ where
                     record_outcome(&ctx, namespace, AuthzDecision::Allow, Some(rule), None);
                 }
                 Err(Refused::Invalid(err)) => {
-                    refused(&state, path, namespace.as_deref(), &err);
+                    refused(&caller, path, namespace.as_deref(), &err);
                     record_outcome(
                         &ctx,
                         namespace,
@@ -252,9 +314,9 @@ where
                     if limit::CALL_DENIED.admit() {
                         let ns = namespace.as_deref().unwrap_or("");
                         if enforce {
-                            tracing::info!(identity = %state.who, method = path, namespace = ns, reason = err.kind().label(), error = %err, "call denied");
+                            tracing::info!(identity = %caller.name, method = path, namespace = ns, reason = err.kind().label(), error = %err, "call denied");
                         } else {
-                            tracing::warn!(identity = %state.who, method = path, namespace = ns, reason = err.kind().label(), error = %err, "call would be denied; forwarded (authz mode audit)");
+                            tracing::warn!(identity = %caller.name, method = path, namespace = ns, reason = err.kind().label(), error = %err, "call would be denied; forwarded (authz mode audit)");
                         }
                     }
                     let decision = if enforce {
@@ -288,20 +350,21 @@ where
 /// the call, and the decisions for every namespace named inside it.
 async fn check(
     state: &ConnAuthz,
-    grants: &Grants,
+    asking: Asking<'_>,
     method: Option<&'static Method>,
     path: &str,
     headers: &HeaderMap,
     payload: Option<&[u8]>,
     findings: &mut Findings,
 ) -> Result<Allowed, Refused> {
+    let Asking { caller, grants } = asking;
     let Some(m) = method else {
         if open_to_all(path) {
             return Ok(Allowed::Authenticated);
         }
         return grants
             .decide_unknown(path)
-            .map_err(|reason| Refused::Policy(denied(state, path, None, false, reason, None)));
+            .map_err(|reason| Refused::Policy(denied(caller, path, None, false, reason, None)));
     };
     let payload = payload.unwrap_or_default();
     if let Some(field) = m.namespace_field {
@@ -353,9 +416,9 @@ async fn check(
     let allowed = if open_to_all(path) {
         Allowed::Authenticated
     } else {
-        grants
-            .decide(m, path, namespace)
-            .map_err(|reason| Refused::Policy(denied(state, path, namespace, true, reason, None)))?
+        grants.decide(m, path, namespace).map_err(|reason| {
+            Refused::Policy(denied(caller, path, namespace, true, reason, None))
+        })?
     };
 
     let mut nested = Vec::new();
@@ -376,7 +439,7 @@ async fn check(
         };
         decision.map_err(|reason| {
             Refused::Policy(denied(
-                state,
+                caller,
                 target.acts_as,
                 Some(target.namespace),
                 true,
@@ -389,7 +452,7 @@ async fn check(
 }
 
 fn denied(
-    state: &ConnAuthz,
+    caller: &Caller,
     path: &str,
     namespace: Option<&str>,
     known_method: bool,
@@ -397,7 +460,8 @@ fn denied(
     via: Option<(&'static str, &'static str)>,
 ) -> ProxyError {
     ProxyError::Denied {
-        who: state.who.clone(),
+        who: caller.name.clone(),
+        credentials: caller.credentials,
         method: short_name(path).to_owned(),
         namespace: namespace.map(str::to_owned),
         known_method,
@@ -408,9 +472,9 @@ fn denied(
 
 /// Logs a call refused for what it carries (rate-limited: a client chooses
 /// how many it sends).
-fn refused(state: &ConnAuthz, path: &str, namespace: Option<&str>, err: &ProxyError) {
+fn refused(caller: &Caller, path: &str, namespace: Option<&str>, err: &ProxyError) {
     if limit::CALL_REFUSED.admit() {
-        tracing::info!(identity = %state.who, method = path, namespace = namespace.unwrap_or(""), reason = err.kind().label(), error = %err, "call refused");
+        tracing::info!(identity = %caller.name, method = path, namespace = namespace.unwrap_or(""), reason = err.kind().label(), error = %err, "call refused");
     }
 }
 
@@ -549,7 +613,7 @@ mod tests {
         };
         AuthzLayer::new(Some(Arc::new(ConnAuthz::new(
             live,
-            identity(cn),
+            Some(identity(cn)),
             reads,
             NamespaceIds::new(),
             forward_to("http://127.0.0.1:9"),

@@ -12,6 +12,7 @@ pub mod message_size;
 pub mod observe;
 pub mod path;
 pub mod rescue;
+pub mod token;
 pub mod upstream;
 
 /// What the layers' unit tests (and `call`'s) share: calls with a context

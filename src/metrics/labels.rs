@@ -14,6 +14,11 @@ pub(super) struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ClientLabels {
+    pub(super) client: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct CallLabels {
     pub(super) method: &'static str,
     pub(super) namespace: Arc<str>,

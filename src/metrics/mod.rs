@@ -79,8 +79,8 @@ use crate::authz::AuthzDecision;
 use collectors::{AuditDropped, CertificateExpiry, LogLines, Ready};
 pub use events::{ConnectionRefusal, Format, KeepaliveEvent, MessageDirection, UpstreamFailure};
 use labels::{
-    AuthzLabels, CallLabels, DirectionLabels, EventLabels, MethodLabels, NamespaceLabels,
-    ReasonLabels, ResultLabels,
+    AuthzLabels, CallLabels, ClientLabels, DirectionLabels, EventLabels, MethodLabels,
+    NamespaceLabels, ReasonLabels, ResultLabels,
 };
 
 /// Prefix of every exported metric name.
@@ -168,6 +168,8 @@ pub struct Metrics {
     connections_accepted: Counter,
     connections_refused: Family<ReasonLabels, Counter>,
     handshake_failures: Family<ReasonLabels, Counter>,
+    handshakes: Family<ClientLabels, Counter>,
+    token_refusals: Family<ReasonLabels, Counter>,
 
     calls: Family<CallLabels, Counter>,
     call_duration: HistogramFamily<MethodLabels>,
@@ -220,6 +222,19 @@ impl Metrics {
             "handshake_failures",
             "Client TLS handshakes that failed or were refused, by reason",
             handshake_failures.clone(),
+        );
+
+        let handshakes = Family::<ClientLabels, Counter>::default();
+        registry.register(
+            "handshakes",
+            "Client TLS handshakes completed, by kind of client: \"certificate\", or \"token_only\" (no certificate, tls.client_certificate = \"optional\")",
+            handshakes.clone(),
+        );
+        let token_refusals = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "token_refusals",
+            "Calls refused UNAUTHENTICATED for their bearer token (or for none on a connection without a certificate), by reason",
+            token_refusals.clone(),
         );
 
         let calls = Family::<CallLabels, Counter>::default();
@@ -343,6 +358,8 @@ impl Metrics {
             connections_accepted,
             connections_refused,
             handshake_failures,
+            handshakes,
+            token_refusals,
             calls,
             call_duration,
             request_bytes,
@@ -381,6 +398,23 @@ impl Metrics {
     /// label of the refusal (`tls::handshake::HandshakeRefusal::label`).
     pub fn handshake_failed(&self, reason: &'static str) {
         self.handshake_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Counts a completed client handshake by kind of client
+    /// (`"certificate"` or `"token_only"`).
+    pub fn client_connected(&self, client: &'static str) {
+        self.handshakes
+            .get_or_create(&ClientLabels { client })
+            .inc();
+    }
+
+    /// Counts a call refused for its bearer token; `reason` is the fixed
+    /// label of the refusal (`TokenError::kind`, or `no_credentials`),
+    /// never anything of the token.
+    pub fn token_refused(&self, reason: &'static str) {
+        self.token_refusals
             .get_or_create(&ReasonLabels { reason })
             .inc();
     }

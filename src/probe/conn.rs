@@ -44,6 +44,8 @@ pub struct Target {
     authority: String,
     /// For each step of a connect, and the default for a call.
     pub timeout: Duration,
+    /// `authorization: Bearer ...` on every call (`--token-file`).
+    authorization: Option<http::HeaderValue>,
 }
 
 /// Splits `host:port` (`[v6]:port` for IPv6).
@@ -87,7 +89,20 @@ impl Target {
             tls,
             authority,
             timeout,
+            authorization: None,
         })
+    }
+
+    /// Sends `token` as a bearer token on every call.
+    pub fn set_token(&mut self, token: &str) -> Result<(), String> {
+        if token.is_empty() {
+            return Err("the token file is empty".into());
+        }
+        let mut value = http::HeaderValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| "the token holds characters a header cannot carry".to_owned())?;
+        value.set_sensitive(true);
+        self.authorization = Some(value);
+        Ok(())
     }
 
     pub fn is_tls(&self) -> bool {
@@ -136,6 +151,7 @@ pub struct Conn {
     sender: http2::SendRequest<Full<Bytes>>,
     scheme: &'static str,
     authority: String,
+    authorization: Option<http::HeaderValue>,
     pub tls: Option<TlsSession>,
     pub tap: tap::Log,
     ended: watch::Receiver<Option<Ended>>,
@@ -274,6 +290,7 @@ where
         sender,
         scheme: if tls.is_some() { "https" } else { "http" },
         authority: target.authority.clone(),
+        authorization: target.authorization.clone(),
         tls,
         tap: log,
         ended,
@@ -394,6 +411,9 @@ impl Conn {
                 .header(http::header::USER_AGENT, USER_AGENT);
         for (name, value) in headers {
             request = request.header(*name, value.as_str());
+        }
+        if let Some(value) = &self.authorization {
+            request = request.header(http::header::AUTHORIZATION, value.clone());
         }
         let request = match request.body(Full::new(body.freeze())) {
             Ok(r) => r,

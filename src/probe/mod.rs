@@ -75,11 +75,18 @@ pub struct ProbeArgs {
     #[arg(value_name = "HOST:PORT")]
     address: String,
     /// Client certificate (PEM, leaf first; its intermediates may follow).
-    #[arg(long, value_name = "FILE", required_unless_present = "plaintext")]
+    /// May be left out with --token-file, for a proxy whose
+    /// `tls.client_certificate` is "optional".
+    #[arg(long, value_name = "FILE", requires = "key", required_unless_present_any = ["plaintext", "token_file"])]
     cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).
-    #[arg(long, value_name = "FILE", required_unless_present = "plaintext")]
+    #[arg(long, value_name = "FILE", requires = "cert", required_unless_present_any = ["plaintext", "token_file"])]
     key: Option<PathBuf>,
+    /// A bearer token (a JWT of a `[[tokens.issuer]]`) sent on every call
+    /// as `authorization: Bearer`, read from this file (surrounding
+    /// whitespace removed; a file, so the token is not in `ps` output).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// CA bundle the server's certificate is verified against (PEM).
     #[arg(long, value_name = "FILE", required_unless_present = "plaintext")]
     ca: Option<PathBuf>,
@@ -346,17 +353,31 @@ fn plan(args: &ProbeArgs) -> Result<Plan, String> {
     let tls = if args.plaintext {
         None
     } else {
-        let (Some(cert), Some(key), Some(ca)) = (&args.cert, &args.key, &args.ca) else {
-            return Err("--cert, --key and --ca are required (or --plaintext)".into());
+        let Some(ca) = &args.ca else {
+            return Err("--ca is required (or --plaintext)".into());
         };
-        let chain = crate::tls::material::load_cert_chain(cert).map_err(|e| e.to_string())?;
-        let key_der = crate::tls::material::load_private_key(key).map_err(|e| e.to_string())?;
-        let client_key = crate::tls::material::certified_key(chain, key_der, cert, key)
-            .map_err(|e| e.to_string())?;
+        let client_key = match (&args.cert, &args.key) {
+            (Some(cert), Some(key)) => {
+                let chain =
+                    crate::tls::material::load_cert_chain(cert).map_err(|e| e.to_string())?;
+                let key_der =
+                    crate::tls::material::load_private_key(key).map_err(|e| e.to_string())?;
+                Some(
+                    crate::tls::material::certified_key(chain, key_der, cert, key)
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            (None, None) if args.token_file.is_some() => None,
+            _ => {
+                return Err(
+                    "--cert and --key are required (or --token-file, or --plaintext)".into(),
+                )
+            }
+        };
         let roots = crate::tls::material::load_ca_bundle(ca).map_err(|e| e.to_string())?;
         let config = crate::tls::client::client_config(&crate::tls::client::ClientTlsMaterial {
             roots: Arc::new(roots),
-            client_key: Some(client_key),
+            client_key,
         })
         .map_err(|e| format!("cannot make the TLS client config: {e}"))?;
         let name = match &args.server_name {
@@ -368,7 +389,14 @@ fn plan(args: &ProbeArgs) -> Result<Plan, String> {
         Some((config, name))
     };
     let server_name = tls.as_ref().map(|(_, n)| n.clone());
-    let target = Target::new(&args.address, tls, args.timeout)?;
+    let mut target = Target::new(&args.address, tls, args.timeout)?;
+    if let Some(file) = &args.token_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        target
+            .set_token(text.trim())
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+    }
     let namespaces = if args.namespaces.is_empty() {
         vec!["default".to_owned()]
     } else {

@@ -50,13 +50,27 @@ pub async fn handle(
         }
     };
     let info = accepted.info;
+    // Which kind of client: with a verified certificate, or (with
+    // `tls.client_certificate = "optional"`) without one, whose calls each
+    // need a bearer token.
+    let client = if info.identity.is_some() {
+        "certificate"
+    } else {
+        "no certificate (bearer token on each call)"
+    };
     tracing::debug!(
         peer = %peer,
         via,
+        client,
         identity = info.identity.as_deref().map(PeerIdentity::display_name).unwrap_or(""),
         sni = info.sni.as_deref().unwrap_or(""),
         "connection accepted"
     );
+    server.metrics.client_connected(if info.identity.is_some() {
+        "certificate"
+    } else {
+        "token_only"
+    });
 
     let activity = ConnActivity::new();
     let service =

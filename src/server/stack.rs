@@ -27,10 +27,12 @@ use crate::layers::local_health::LocalHealthLayer;
 use crate::layers::message_size::MessageSizeLayer;
 use crate::layers::path::PathLayer;
 use crate::layers::rescue::RescueLayer;
+use crate::layers::token::TokenLayer;
 use crate::layers::upstream::Upstream;
 use crate::metrics::Metrics;
 use crate::reload::Live;
 use crate::tls::handshake::ConnectionInfo;
+use crate::token::Tokens;
 use crate::upstream::namespaces::NamespaceIds;
 use crate::upstream::Forward;
 
@@ -50,6 +52,8 @@ pub struct StackConfig {
     pub namespaces: Arc<NamespaceIds>,
     /// The largest frame clients may send (`http2.max_frame_size`).
     pub max_frame_size: u32,
+    /// The bearer token verifier (`[tokens]`); `None` without the section.
+    pub tokens: Option<Arc<Tokens>>,
 }
 
 /// Builds the stack for one connection.
@@ -67,19 +71,17 @@ pub fn build(
        + Send
        + 'static {
     let identity = info.identity.as_deref();
-    let authz = info.identity.as_ref().map(|id| {
-        Arc::new(ConnAuthz::new(
-            config.live.clone(),
-            id.clone(),
-            ReadLimits {
-                max_message: config.limits.max_request_message as usize,
-                budget: ReadBudget::new(config.limits.connection_buffer, config.max_frame_size),
-                timeout: config.limits.first_message_timeout,
-            },
-            config.namespaces.clone(),
-            forward.clone(),
-        ))
-    });
+    let authz = Some(Arc::new(ConnAuthz::new(
+        config.live.clone(),
+        info.identity.clone(),
+        ReadLimits {
+            max_message: config.limits.max_request_message as usize,
+            budget: ReadBudget::new(config.limits.connection_buffer, config.max_frame_size),
+            timeout: config.limits.first_message_timeout,
+        },
+        config.namespaces.clone(),
+        forward.clone(),
+    )));
     ServiceBuilder::new()
         // Makes each request a call with its context (the connection, the
         // method, the clock); outermost, so every layer below has it.
@@ -98,6 +100,16 @@ pub fn build(
         // A path the frontend would not route is refused as it refuses it,
         // before any layer reads the body or looks the method up.
         .layer(PathLayer)
+        // The call's bearer token is verified, or the call refused
+        // UNAUTHENTICATED (so is a call without a token on a connection
+        // without a certificate): before anything is answered or decided
+        // for the caller. Above the identity header and authorization,
+        // which read the verified token from the call's context.
+        .layer(TokenLayer::new(
+            config.tokens.clone(),
+            identity.is_some(),
+            config.metrics.clone(),
+        ))
         // Health checks answered from the proxy's readiness, if configured
         // (`[health] local`); by default they are forwarded like any call.
         .layer(LocalHealthLayer::new(config.local_health.clone()))

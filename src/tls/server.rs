@@ -1,6 +1,8 @@
 //! The rustls server configuration for the listener: the server certificate,
-//! client certificates required and verified against the CA bundle (plus
-//! optional CRLs), ALPN `h2` only, TLS 1.2+ or 1.3 only.
+//! client certificates verified against the CA bundle (plus optional CRLs),
+//! required unless `tls.client_certificate = "optional"` (then a client
+//! may connect without one, and its calls need a bearer token), ALPN `h2`
+//! only, TLS 1.2+ or 1.3 only.
 
 use std::sync::Arc;
 
@@ -25,6 +27,10 @@ pub struct ServerTlsMaterial {
     pub client_roots: Arc<RootCertStore>,
     pub crls: Vec<CertificateRevocationListDer<'static>>,
     pub min_version: MinTlsVersion,
+    /// A client may connect without a certificate (a certificate it
+    /// presents is still verified); the token layer then requires a valid
+    /// bearer token on each of its calls.
+    pub client_certificate_optional: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +60,9 @@ pub fn server_config(material: &ServerTlsMaterial) -> Result<Arc<ServerConfig>, 
         verifier = verifier
             .with_crls(material.crls.iter().cloned())
             .allow_unknown_revocation_status();
+    }
+    if material.client_certificate_optional {
+        verifier = verifier.allow_unauthenticated();
     }
     let verifier = verifier.build()?;
 

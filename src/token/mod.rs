@@ -332,3 +332,21 @@ impl Tokens {
 
 #[cfg(test)]
 mod tests;
+
+/// For other modules' unit tests (the token layer's): a JWKS and a token it
+/// verifies now. Test code only.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::test_keys::{jwks, TestKey};
+
+    /// A JWKS with one RSA key, and a token of `iss` for `aud` with `sub`,
+    /// valid for ten minutes from now.
+    pub(crate) fn rsa_jwks_and_token(iss: &str, aud: &str, sub: &str) -> (String, String) {
+        let key = TestKey::rsa("k1");
+        let now = super::unix_secs(std::time::SystemTime::now());
+        let token = key.token(&serde_json::json!({
+            "iss": iss, "sub": sub, "aud": aud, "iat": now, "exp": now + 600,
+        }));
+        (jwks(&[key.jwk()]), token)
+    }
+}

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod fake_upstream;
 pub mod grpc;
+pub mod issuer;
 pub mod pki;
 pub mod proxy;
 pub mod python;
