@@ -113,10 +113,13 @@ fn now_second() -> u64 {
 }
 
 /// Every site, for the metrics.
-pub static SITES: [&Site; 8] = [
+pub static SITES: [&Site; 11] = [
     &HANDSHAKE_REFUSED,
     &CONNECTION_LIMIT,
     &TOO_MANY_PINGS,
+    &TOO_MANY_SETTINGS,
+    &TOO_MANY_RESETS,
+    &PREFACE_TIMEOUT,
     &PING_TIMEOUT,
     &CALL_DENIED,
     &CALL_REFUSED,
@@ -127,6 +130,10 @@ pub static SITES: [&Site; 8] = [
 pub static HANDSHAKE_REFUSED: Site = Site::new("handshake_refused");
 pub static CONNECTION_LIMIT: Site = Site::new("connection_limit");
 pub static TOO_MANY_PINGS: Site = Site::new("too_many_pings");
+pub static TOO_MANY_SETTINGS: Site = Site::new("too_many_settings");
+pub static TOO_MANY_RESETS: Site = Site::new("too_many_resets");
+/// TLS done, but no HTTP/2 preface in time.
+pub static PREFACE_TIMEOUT: Site = Site::new("preface_timeout");
 pub static PING_TIMEOUT: Site = Site::new("ping_timeout");
 /// Calls denied by policy (enforce and audit mode).
 pub static CALL_DENIED: Site = Site::new("call_denied");

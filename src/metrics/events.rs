@@ -96,14 +96,24 @@ pub enum KeepaliveEvent {
     IdleClosed,
     /// The connection reached its maximum age and was rotated.
     AgeClosed,
+    /// The client sent SETTINGS too often and got GOAWAY.
+    TooManySettings,
+    /// The client reset streams too often and got GOAWAY.
+    TooManyResets,
+    /// TLS was done but no HTTP/2 preface followed within
+    /// `tls.handshake_timeout`: the connection was closed.
+    PrefaceTimeout,
 }
 
 impl KeepaliveEvent {
-    pub(super) const ALL: [KeepaliveEvent; 4] = [
+    pub(super) const ALL: [KeepaliveEvent; 7] = [
         KeepaliveEvent::TooManyPings,
         KeepaliveEvent::PingTimeout,
         KeepaliveEvent::IdleClosed,
         KeepaliveEvent::AgeClosed,
+        KeepaliveEvent::TooManySettings,
+        KeepaliveEvent::TooManyResets,
+        KeepaliveEvent::PrefaceTimeout,
     ];
 
     pub(super) fn label(self) -> &'static str {
@@ -112,6 +122,9 @@ impl KeepaliveEvent {
             KeepaliveEvent::PingTimeout => "ping_timeout",
             KeepaliveEvent::IdleClosed => "idle_closed",
             KeepaliveEvent::AgeClosed => "age_closed",
+            KeepaliveEvent::TooManySettings => "too_many_settings",
+            KeepaliveEvent::TooManyResets => "too_many_resets",
+            KeepaliveEvent::PrefaceTimeout => "preface_timeout",
         }
     }
 }

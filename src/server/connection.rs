@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::frame_guard::{FrameGuard, GuardEvents, PingPolicy};
+use super::frame_guard::{Flood, FrameGuard, GuardEvents, PingPolicy};
 use super::proxy_header::{self, Header, ReadError};
 use super::{stack, Server};
 use crate::call::activity::ConnActivity;
@@ -76,7 +76,9 @@ pub async fn handle(
     let service =
         TowerToHyperService::new(stack::build(&server.stack, forward, info, activity.clone()));
     // Client frames are checked on the decrypted byte stream, below hyper,
-    // which answers every PING and has no such enforcement of its own.
+    // which answers every PING and SETTINGS and has no such enforcement of
+    // its own, and waits for the preface forever (its graceful shutdown
+    // too): the preface gets the handshake timeout again.
     let k = &server.keepalive;
     let guarded = FrameGuard::new(
         accepted.stream,
@@ -85,11 +87,13 @@ pub async fn handle(
             permit_without_stream: k.permit_without_stream,
             max_strikes: 2,
         },
-        Arc::new(PingEvents {
+        Arc::new(GuardLog {
             peer,
             metrics: server.metrics.clone(),
+            preface_timeout: server.handshake_timeout,
         }),
-    );
+    )
+    .with_preface_timeout(server.handshake_timeout);
     let conn = server.h2.serve_connection(TokioIo::new(guarded), service);
     let result = lifecycle(conn, k, &activity, &token, peer, &server.metrics).await;
     match result {
@@ -221,18 +225,48 @@ where
     }
 }
 
-/// Logs and counts (in the metrics) connections closed for pinging too
-/// often.
-struct PingEvents {
+/// Logs and counts (in the metrics) connections the frame guard closed:
+/// for pinging too often, flooding SETTINGS or resets, or no preface.
+struct GuardLog {
     peer: SocketAddr,
     metrics: Arc<Metrics>,
+    preface_timeout: Duration,
 }
 
-impl GuardEvents for PingEvents {
-    fn too_many_pings(&self) {
-        self.metrics.keepalive_event(KeepaliveEvent::TooManyPings);
-        if limit::TOO_MANY_PINGS.admit() {
-            tracing::warn!(peer = %self.peer, "client pinged too often: GOAWAY ENHANCE_YOUR_CALM too_many_pings");
+impl GuardEvents for GuardLog {
+    fn flood(&self, kind: Flood) {
+        let peer = self.peer;
+        match kind {
+            Flood::Pings => {
+                self.metrics.keepalive_event(KeepaliveEvent::TooManyPings);
+                if limit::TOO_MANY_PINGS.admit() {
+                    tracing::warn!(peer = %peer, "client pinged too often: GOAWAY ENHANCE_YOUR_CALM too_many_pings");
+                }
+            }
+            Flood::Settings => {
+                self.metrics
+                    .keepalive_event(KeepaliveEvent::TooManySettings);
+                if limit::TOO_MANY_SETTINGS.admit() {
+                    tracing::warn!(peer = %peer, "client sent SETTINGS too often: GOAWAY ENHANCE_YOUR_CALM too_many_settings");
+                }
+            }
+            Flood::Resets => {
+                self.metrics.keepalive_event(KeepaliveEvent::TooManyResets);
+                if limit::TOO_MANY_RESETS.admit() {
+                    tracing::warn!(peer = %peer, "client reset streams too often: GOAWAY ENHANCE_YOUR_CALM too_many_resets");
+                }
+            }
+        }
+    }
+
+    fn preface_timeout(&self) {
+        self.metrics.keepalive_event(KeepaliveEvent::PrefaceTimeout);
+        if limit::PREFACE_TIMEOUT.admit() {
+            tracing::info!(
+                peer = %self.peer,
+                timeout = ?self.preface_timeout,
+                "connection closed: no HTTP/2 preface within tls.handshake_timeout of the TLS handshake"
+            );
         }
     }
 }

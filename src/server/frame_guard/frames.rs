@@ -7,6 +7,7 @@ pub(super) const HEAD_LEN: usize = 9;
 pub(super) const DATA: u8 = 0x0;
 pub(super) const HEADERS: u8 = 0x1;
 pub(super) const RST_STREAM: u8 = 0x3;
+pub(super) const SETTINGS: u8 = 0x4;
 pub(super) const PING: u8 = 0x6;
 pub(super) const GOAWAY: u8 = 0x7;
 /// END_STREAM on DATA and HEADERS, ACK on PING: the same bit.
@@ -14,18 +15,18 @@ pub(super) const FLAG_END_STREAM: u8 = 0x1;
 pub(super) const FLAG_ACK: u8 = 0x1;
 pub(super) const STREAM_ID_MASK: u32 = 0x7fff_ffff;
 pub(super) const ENHANCE_YOUR_CALM: u32 = 0xb;
-pub(super) const TOO_MANY_PINGS: &[u8; 14] = b"too_many_pings";
-pub(super) const GOAWAY_FRAME_LEN: usize = HEAD_LEN + 8 + TOO_MANY_PINGS.len();
 
-pub(super) fn goaway_frame(last_stream: u32) -> [u8; GOAWAY_FRAME_LEN] {
-    let mut frame = [0u8; GOAWAY_FRAME_LEN];
-    let len = (GOAWAY_FRAME_LEN - HEAD_LEN) as u32;
-    frame[..3].copy_from_slice(&len.to_be_bytes()[1..]);
-    frame[3] = GOAWAY;
+/// GOAWAY `ENHANCE_YOUR_CALM` with `debug` data (a few bytes: the reason).
+pub(super) fn goaway_frame(last_stream: u32, debug: &[u8]) -> Vec<u8> {
+    let len = (8 + debug.len()) as u32;
+    let mut frame = Vec::with_capacity(HEAD_LEN + 8 + debug.len());
+    frame.extend_from_slice(&len.to_be_bytes()[1..]);
+    frame.push(GOAWAY);
     // Flags 0, stream 0.
-    frame[9..13].copy_from_slice(&(last_stream & STREAM_ID_MASK).to_be_bytes());
-    frame[13..17].copy_from_slice(&ENHANCE_YOUR_CALM.to_be_bytes());
-    frame[17..].copy_from_slice(TOO_MANY_PINGS);
+    frame.extend_from_slice(&[0, 0, 0, 0, 0]);
+    frame.extend_from_slice(&(last_stream & STREAM_ID_MASK).to_be_bytes());
+    frame.extend_from_slice(&ENHANCE_YOUR_CALM.to_be_bytes());
+    frame.extend_from_slice(debug);
     frame
 }
 

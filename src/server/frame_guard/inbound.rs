@@ -160,6 +160,12 @@ impl Inbound {
         self.take_over(bytes, sink)
     }
 
+    /// Whether the preface is behind (or the stream is not HTTP/2, which
+    /// hyper refuses itself).
+    pub(super) fn preface_done(&self) -> bool {
+        self.not_http2 || usize::from(self.preface) >= PREFACE.len()
+    }
+
     /// Whether bytes wait to be judged: reads go to [`Inbound::push`].
     pub(super) fn holding(&self) -> bool {
         !self.held.is_empty()

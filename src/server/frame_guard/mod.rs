@@ -5,6 +5,10 @@
 //! ways:
 //!
 //! - client PINGs, judged as grpc-go judges them (`ping`, below);
+//! - client SETTINGS and RST_STREAM frames, each limited to a burst and a
+//!   rate per connection (`flood`), which hyper and h2 leave unbounded;
+//! - the client's preface, which must come within a deadline
+//!   ([`FrameGuard::with_preface_timeout`]): hyper waits for it for ever;
 //! - client header blocks, checked as grpc-go reads them, so that a field h2
 //!   would refuse for the whole connection costs only its stream, and
 //!   `:path` reaches the proxy as the frontend would see it (`hpack`,
@@ -13,7 +17,8 @@
 //!   error, passed over (`inbound`).
 //!
 //! Frame heads and bytes are followed by `frames` and `inbound`; the rest of
-//! this module is the I/O wrapper and the GOAWAY it writes on too many pings.
+//! this module is the I/O wrapper and the GOAWAY it writes on too many
+//! pings, SETTINGS or resets (the same GOAWAY, with its own debug data).
 //!
 //! # Client PING enforcement
 //!
@@ -48,11 +53,12 @@
 //!   (1024) the guard stops counting and assumes streams are open
 //!   (lenient).
 //!
-//! **The GOAWAY.** When the strikes run out (always while reading, since
-//! only a PING can trip it), the bytes of that read are withheld from hyper
-//! and the guard writes its own GOAWAY into the underlying stream at the
-//! next outbound frame boundary, before any more of hyper's bytes, then
-//! flushes and shuts the write side down (TLS close_notify, TCP FIN).
+//! **The GOAWAY.** When the strikes (or a flood bucket) run out (always
+//! while reading, since only a client frame can trip it), the bytes of
+//! that read are withheld from hyper and the guard writes its own GOAWAY
+//! into the underlying stream at the next outbound frame boundary, before
+//! any more of hyper's bytes, then flushes and shuts the write side down
+//! (TLS close_notify, TCP FIN).
 //! - If hyper is not in the middle of a frame (idle, or its last write
 //!   ended on a boundary), the read that tripped writes the GOAWAY at once.
 //! - If hyper is mid-frame, its writes are cut at the end of that frame
@@ -87,11 +93,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use frames::{goaway_frame, Frames, GOAWAY_FRAME_LEN};
+pub use flood::Flood;
+use frames::{goaway_frame, Frames};
 use inbound::{Inbound, Tripped};
 use ping::{ClientFrames, Enforcer, ServerFrames};
 pub use ping::{GuardEvents, PingPolicy};
 
+mod flood;
 mod frames;
 pub(crate) mod hpack;
 mod huffman;
@@ -116,6 +124,9 @@ pub struct FrameGuard<IO> {
     linger: Duration,
     /// A read waiting for hyper's write to reach a frame boundary.
     read_waker: Option<Waker>,
+    /// How long the client has for its preface, from the first read.
+    preface_timeout: Option<Duration>,
+    preface_deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<IO> FrameGuard<IO> {
@@ -135,7 +146,19 @@ impl<IO> FrameGuard<IO> {
             clock,
             linger: LINGER,
             read_waker: None,
+            preface_timeout: None,
+            preface_deadline: None,
         }
+    }
+
+    /// Closes the connection (reads see EOF) when the client's HTTP/2
+    /// preface is not complete `timeout` after hyper first reads. hyper
+    /// waits for it forever, and its graceful shutdown waits for it too, so
+    /// neither `max_connection_idle` nor a drain would end such a
+    /// connection.
+    pub fn with_preface_timeout(mut self, timeout: Duration) -> Self {
+        self.preface_timeout = Some(timeout);
+        self
     }
 }
 
@@ -145,7 +168,7 @@ enum Phase {
     Serving,
     /// Tripped: this GOAWAY goes out at the next outbound frame boundary.
     GoAway {
-        frame: [u8; GOAWAY_FRAME_LEN],
+        frame: Vec<u8>,
         written: usize,
     },
     Flush,
@@ -189,11 +212,36 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> FrameGuard<IO> {
     }
 
     fn trip(&mut self) {
+        let kind = self.enforcer.tripped.unwrap_or(Flood::Pings);
         self.phase = Phase::GoAway {
-            frame: goaway_frame(self.enforcer.goaway_last_stream()),
+            frame: goaway_frame(self.enforcer.goaway_last_stream(), kind.debug_data()),
             written: 0,
         };
-        self.events.too_many_pings();
+        self.events.flood(kind);
+    }
+
+    /// Whether the preface deadline passed (then the connection is
+    /// closed); arms it on the first read.
+    fn preface_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(timeout) = self.preface_timeout else {
+            return false;
+        };
+        if self.inbound.preface_done() {
+            self.preface_timeout = None;
+            self.preface_deadline = None;
+            return false;
+        }
+        let deadline = self
+            .preface_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if deadline.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.preface_timeout = None;
+        self.preface_deadline = None;
+        self.events.preface_timeout();
+        self.close();
+        true
     }
 
     /// Writes the GOAWAY, flushes and shuts the write side down, then
@@ -307,6 +355,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for FrameGuard<IO> {
         loop {
             match this.phase {
                 Phase::Serving => {
+                    if this.preface_expired(cx) {
+                        return Poll::Ready(Ok(()));
+                    }
                     // Judged bytes first, then held ones wait for more.
                     if this.inbound.has_ready() {
                         this.inbound.take_ready(buf);

@@ -1,15 +1,19 @@
 //! grpc-go's client PING enforcement, as the guard applies it: the policy,
 //! what the guard reports, and the enforcer that judges each frame head
-//! (its state: the last PING, the strikes, the client's open streams).
+//! (its state: the last PING, the strikes, the client's open streams, and
+//! the SETTINGS and RST_STREAM buckets of `flood`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::flood::{
+    Bucket, Flood, RESETS_BURST, RESETS_PER_SECOND, SETTINGS_BURST, SETTINGS_PER_SECOND,
+};
 use super::frames::{
     FrameHead, OnFrame, DATA, FLAG_ACK, FLAG_END_STREAM, GOAWAY, HEADERS, PING, RST_STREAM,
-    STREAM_ID_MASK,
+    SETTINGS, STREAM_ID_MASK,
 };
 use super::inbound::FrameSink;
 use super::Clock;
@@ -47,16 +51,25 @@ impl Default for PingPolicy {
     }
 }
 
-/// What the guard reports; the caller logs and counts.
+/// What the guard reports; the caller logs and counts. At most one of
+/// these per connection.
 pub trait GuardEvents: Send + Sync + 'static {
-    /// The connection broke the ping policy: it is being sent GOAWAY
-    /// `too_many_pings` and closed. Called at most once per connection.
-    fn too_many_pings(&self);
+    /// The connection broke the ping policy or flooded SETTINGS or
+    /// RST_STREAM frames: it is being sent GOAWAY `ENHANCE_YOUR_CALM` (debug
+    /// data [`Flood::debug_data`]) and closed.
+    fn flood(&self, kind: Flood);
+    /// The client sent no complete HTTP/2 preface in time: the connection
+    /// is closed (without GOAWAY: it never spoke HTTP/2).
+    fn preface_timeout(&self);
 }
 
 /// A plain counter is enough for metrics and tests.
 impl GuardEvents for AtomicU64 {
-    fn too_many_pings(&self) {
+    fn flood(&self, _: Flood) {
+        self.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn preface_timeout(&self) {
         self.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -100,6 +113,10 @@ pub(super) struct Enforcer {
     /// The last-stream-id of hyper's own GOAWAY, if it sent one.
     pub(super) server_goaway: Option<u32>,
     pub(super) open: OpenStreams,
+    settings: Bucket,
+    resets: Bucket,
+    /// Why the enforcer tripped, once it has.
+    pub(super) tripped: Option<Flood>,
 }
 
 impl Enforcer {
@@ -112,6 +129,9 @@ impl Enforcer {
             max_client_stream: 0,
             server_goaway: None,
             open: OpenStreams::default(),
+            settings: Bucket::new(SETTINGS_BURST, SETTINGS_PER_SECOND),
+            resets: Bucket::new(RESETS_BURST, RESETS_PER_SECOND),
+            tripped: None,
         }
     }
 
@@ -119,7 +139,8 @@ impl Enforcer {
         !self.policy.permit_without_stream
     }
 
-    /// A frame from the client; true if it breaks the policy.
+    /// A frame from the client; true if it breaks the policy (why:
+    /// `tripped`).
     pub(super) fn client_frame(&mut self, head: FrameHead, clock: &Clock) -> bool {
         match head.kind {
             // Client stream ids only grow: a lower one is trailers.
@@ -132,11 +153,19 @@ impl Enforcer {
             }
             RST_STREAM => {
                 self.open.remove(head.stream);
-                false
+                !self.resets.take(clock.now()) && self.trip(Flood::Resets)
             }
-            PING if head.flags & FLAG_ACK == 0 => self.ping(clock.now()),
+            SETTINGS if head.flags & FLAG_ACK == 0 => {
+                !self.settings.take(clock.now()) && self.trip(Flood::Settings)
+            }
+            PING if head.flags & FLAG_ACK == 0 => self.ping(clock.now()) && self.trip(Flood::Pings),
             _ => false,
         }
+    }
+
+    fn trip(&mut self, kind: Flood) -> bool {
+        self.tripped.get_or_insert(kind);
+        true
     }
 
     pub(super) fn server_frame(&mut self, head: FrameHead) {

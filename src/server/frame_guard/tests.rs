@@ -1075,3 +1075,160 @@ async fn a_zero_window_update_on_a_stream_does_not_close_the_connection() {
     assert_eq!(peer.outcome(3).await.0, DATA);
     assert!(!peer.server.is_finished());
 }
+
+// ----- control-frame floods and the preface deadline -----
+
+fn goaway_payload(last_stream: u32, debug: &[u8]) -> Vec<u8> {
+    let mut payload = last_stream.to_be_bytes().to_vec();
+    payload.extend_from_slice(&ENHANCE_YOUR_CALM.to_be_bytes());
+    payload.extend_from_slice(debug);
+    payload
+}
+
+#[test]
+fn settings_and_resets_are_limited_by_their_buckets() {
+    let now = Arc::new(Mutex::new(Instant::now()));
+    let clock = Clock::Manual(now.clone());
+    let head = |kind, flags, stream| FrameHead {
+        len: 0,
+        kind,
+        flags,
+        stream,
+    };
+    let mut e = Enforcer::new(PingPolicy::default());
+    for _ in 0..super::flood::SETTINGS_BURST {
+        assert!(!e.client_frame(head(SETTINGS, 0, 0), &clock));
+        // ACKs answer the server's SETTINGS: never counted.
+        assert!(!e.client_frame(head(SETTINGS, FLAG_ACK, 0), &clock));
+    }
+    // One more every 100 ms (10 per second).
+    *now.lock().unwrap() += Duration::from_millis(100);
+    assert!(!e.client_frame(head(SETTINGS, 0, 0), &clock));
+    assert_eq!(e.tripped, None);
+    assert!(e.client_frame(head(SETTINGS, 0, 0), &clock));
+    assert_eq!(e.tripped, Some(Flood::Settings));
+
+    let mut e = Enforcer::new(PingPolicy::default());
+    for id in 0..super::flood::RESETS_BURST {
+        assert!(!e.client_frame(head(HEADERS, END_HEADERS, 2 * id + 1), &clock));
+        assert!(!e.client_frame(head(RST_STREAM, 0, 2 * id + 1), &clock));
+    }
+    *now.lock().unwrap() += Duration::from_millis(10);
+    assert!(!e.client_frame(head(RST_STREAM, 0, 1), &clock));
+    assert!(e.client_frame(head(RST_STREAM, 0, 1), &clock));
+    assert_eq!(e.tripped, Some(Flood::Resets));
+}
+
+#[tokio::test]
+async fn settings_flood_gets_goaway_too_many_settings() {
+    let (mut client, server_io) = tokio::io::duplex(64 * 1024);
+    let (guard, events, _now) = guarded(server_io, PingPolicy::default());
+    let server = serve(guard, Arc::default());
+    let mut out = PREFACE.to_vec();
+    // The clock does not move: the burst, then one too many.
+    for _ in 0..=super::flood::SETTINGS_BURST {
+        out.extend(frame(SETTINGS, 0, 0, &[0, 4, 0, 1, 0, 0]));
+    }
+    client.write_all(&out).await.unwrap();
+    let mut got = Vec::new();
+    timeout(PROMPTLY, client.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    let frames = parse(&got);
+    let (head, payload) = frames.last().unwrap();
+    assert_eq!((head.kind, head.stream), (GOAWAY, 0));
+    assert_eq!(payload, &goaway_payload(0, b"too_many_settings"));
+    assert_eq!(events.load(Ordering::Relaxed), 1);
+    drop(client);
+    let served = timeout(PROMPTLY, server).await.expect("hyper ends");
+    let _ = served.unwrap();
+}
+
+#[tokio::test]
+async fn steady_stream_resets_get_goaway_too_many_resets() {
+    let (mut client, server_io) = tokio::io::duplex(64 * 1024);
+    let (guard, events, _now) = guarded(server_io, PingPolicy::default());
+    let server = serve(guard, Arc::default());
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    client.write_all(&out).await.unwrap();
+    // GET /hang, reset at once, in small batches so that hyper accepts
+    // each stream before its reset (its own rapid-reset limit, on
+    // streams reset before they are accepted, stays out of it).
+    let block = [
+        0x82, 0x86, 0x44, 5, b'/', b'h', b'a', b'n', b'g', 0x41, 1, b'x',
+    ];
+    let mut last = 0;
+    'flood: for batch in 0..super::flood::RESETS_BURST / 5 + 10 {
+        let mut out = Vec::new();
+        for i in 0..10 {
+            last = 2 * (batch * 10 + i) + 1;
+            out.extend(frame(HEADERS, END_HEADERS | FLAG_END_STREAM, last, &block));
+            out.extend(frame(RST_STREAM, 0, last, &8u32.to_be_bytes()));
+        }
+        if client.write_all(&out).await.is_err() {
+            break 'flood;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if events.load(Ordering::Relaxed) > 0 {
+            break 'flood;
+        }
+    }
+    let mut got = Vec::new();
+    timeout(PROMPTLY, client.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    let frames = complete_frames(&got);
+    let goaways: Vec<_> = frames.iter().filter(|(h, _)| h.kind == GOAWAY).collect();
+    assert_eq!(goaways.len(), 1, "only the guard's GOAWAY: {goaways:?}");
+    let payload = &goaways[0].1;
+    assert_eq!(&payload[4..8], &ENHANCE_YOUR_CALM.to_be_bytes());
+    assert_eq!(&payload[8..], b"too_many_resets");
+    let last_stream = u32::from_be_bytes(payload[..4].try_into().unwrap());
+    assert!(last_stream <= last && last_stream > 2 * super::flood::RESETS_BURST);
+    assert_eq!(events.load(Ordering::Relaxed), 1);
+    drop(client);
+    let served = timeout(PROMPTLY, server).await.expect("hyper ends");
+    let _ = served.unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_without_a_preface_is_closed_after_the_timeout() {
+    let (mut client, server_io) = tokio::io::duplex(64 * 1024);
+    let (guard, events, _now) = guarded(server_io, PingPolicy::default());
+    let guard = guard.with_preface_timeout(Duration::from_millis(300));
+    let server = serve(guard, Arc::default());
+    let started = Instant::now();
+    // Half a preface, then nothing.
+    client.write_all(&PREFACE[..10]).await.unwrap();
+    let mut got = Vec::new();
+    timeout(PROMPTLY, client.read_to_end(&mut got))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(events.load(Ordering::Relaxed), 1);
+    let served = timeout(PROMPTLY, server).await.expect("hyper ends");
+    assert!(served.unwrap().is_err(), "hyper saw no preface");
+}
+
+#[tokio::test]
+async fn a_preface_in_time_leaves_the_connection_alone() {
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (guard, events, _now) = guarded(server_io, PingPolicy::default());
+    let guard = guard.with_preface_timeout(Duration::from_millis(200));
+    let _server = serve(guard, Arc::default());
+    let (send, conn) = h2::client::handshake(client_io).await.unwrap();
+    let _client = tokio::spawn(conn);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let req = Request::get("http://guard.test/").body(()).unwrap();
+    let mut send = send.ready().await.unwrap();
+    let response = timeout(PROMPTLY, send.send_request(req, true).unwrap().0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(events.load(Ordering::Relaxed), 0);
+}

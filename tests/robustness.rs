@@ -1,0 +1,51 @@
+//! What a client's certificate can make the proxy send upstream is bounded:
+//! a certificate with thousands of SANs does not make every call carry them
+//! all in the identity header.
+
+mod support;
+
+use support::pki::{ClientSpec, TestPki};
+use support::proxy::{config, ProxyProcess};
+
+/// The README's bound on the certificate's part of `x-forwarded-client-cert`.
+const MAX_CERTIFICATE_PART: usize = 8 * 1024;
+
+#[tokio::test]
+async fn a_certificate_with_thousands_of_sans_gets_a_bounded_identity_header() {
+    let upstream = support::fake_upstream::FakeUpstream::start().await;
+    let pki = TestPki::new();
+    let proxy = ProxyProcess::start(&config(&pki, &upstream.url(), "")).await;
+    // About 37 KB of names, under TLS's 64 KiB handshake message limit.
+    let dns: Vec<String> = (0..1500).map(|i| format!("h{i}.example.org")).collect();
+    let client = pki.client_cert(
+        "many-sans",
+        ClientSpec {
+            dns: dns.clone(),
+            uris: vec!["spiffe://example.org/ns/payments/sa/worker".into()],
+            ..ClientSpec::cn("many-sans")
+        },
+    );
+    let conn = proxy.grpc(&pki, &client).await;
+    let reply = conn
+        .unary(support::fake_upstream::ECHO, b"payload", &[])
+        .await
+        .unwrap();
+    assert!(reply.is_ok(), "{reply:?}");
+    let xfcc = reply
+        .metadata("echo-x-forwarded-client-cert")
+        .expect("identity header");
+    assert!(xfcc.len() <= MAX_CERTIFICATE_PART, "{} bytes", xfcc.len());
+    // The URI (what authorization upstream is most likely to read) is
+    // kept, the first names that fit follow, and the marker says how many
+    // were left out.
+    assert!(
+        xfcc.contains(";URI=spiffe://example.org/ns/payments/sa/worker;DNS=h0.example.org;"),
+        "{xfcc}"
+    );
+    let kept = xfcc.matches(";DNS=").count();
+    assert!(kept > 100 && kept < dns.len(), "{kept}");
+    assert!(
+        xfcc.ends_with(&format!(";Truncated={}", dns.len() - kept)),
+        "{xfcc}"
+    );
+}
