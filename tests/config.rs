@@ -738,3 +738,19 @@ fn pem_blocks_joined_without_a_newline_are_refused_not_half_read() {
         "{err}"
     );
 }
+
+/// Found by the `config` fuzz target: a table header of hundreds of dotted
+/// key parts stops the TOML parser at its recursion limit, an error with no
+/// position, which was shown as a bare "recursion limit".
+#[test]
+fn a_syntax_error_without_a_position_says_so_and_why() {
+    let header = vec!["a"; 400].join(".");
+    let out = check(&format!("[{header}]\n"));
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert!(
+        err.contains("recursion limit")
+            && err.contains("no position known: tables, arrays or dotted keys nested too deep"),
+        "{err}"
+    );
+}

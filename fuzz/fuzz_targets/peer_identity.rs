@@ -43,10 +43,11 @@ fn check(der: &[u8]) {
         "serial {:?} has a leading zero byte",
         id.serial
     );
-    let spiffe = id
-        .uri
-        .iter()
-        .find(|u| u.len() >= 7 && u[..7].eq_ignore_ascii_case("spiffe:"));
+    let spiffe = id.uri.iter().find(|u| {
+        u.as_bytes()
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"spiffe:"))
+    });
     assert_eq!(id.spiffe_id.as_ref(), spiffe, "SPIFFE ID");
     assert!(!id.display_name().is_empty(), "empty display name");
     assert_eq!(

@@ -221,7 +221,7 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{origin}: {source}")]
+    #[error("{origin}: {source}{}", where_unknown(source))]
     Syntax {
         origin: String,
         #[source]
@@ -232,6 +232,17 @@ pub enum ConfigError {
         origin: String,
         problems: Vec<Problem>,
     },
+}
+
+/// What a syntax error without a position says instead: the TOML parser
+/// gives none for nesting past its recursion limit (hundreds of dotted key
+/// parts or nested arrays and inline tables).
+fn where_unknown(source: &toml::de::Error) -> &'static str {
+    if source.span().is_some() {
+        ""
+    } else {
+        " (no position known: tables, arrays or dotted keys nested too deep are the usual cause)"
+    }
 }
 
 impl Config {
