@@ -42,7 +42,10 @@
 #   HOLD_FOR [12s, quick 5s] SETTLE [4, quick 2]  memory: hold time, and
 #                            seconds before the first memory sample
 #   OUT [target/bench-compare/<timestamp>]  results directory
-#   TARGETS ["h2c direct-tls tmp nginx haproxy"]  what to measure
+#   TARGETS ["h2c direct-tls tmp nginx haproxy"]  what to measure; add
+#                            tmp-token for the proxy with a bearer token on
+#                            every call (an ES256 JWT verified against a
+#                            JWKS file, matched by the [authz] rule)
 #   BIN [target/release]     where temporal-loadgen, temporal-fake-frontend
 #                            (package temporal-mtls-proxy-tools) and the
 #                            proxy are (with --no-build)
@@ -277,9 +280,62 @@ EOF
 log "PKI (ECDSA P-256) in $PKI"
 make_pki
 
+# --- Bearer token for tmp-token: an EC P-256 key, its JWKS, an ES256 JWT ----
+# iss "bench", sub "bench", aud "temporal", valid 23 h (under the issuer's
+# default max_lifetime of 24 h). Sets TOKEN.
+make_token() {
+    local d=$PKI
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/token.key" 2>/dev/null
+    openssl pkey -in "$d/token.key" -pubout -outform DER -out "$d/token.pub.der" 2>/dev/null
+    # JWKS from the public point (the last 65 bytes of the SubjectPublicKeyInfo:
+    # 0x04 || x || y), and the signing input header.payload.
+    python3 - "$d" <<'PY'
+import base64, json, sys, time
+d = sys.argv[1]
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+spki = open(f"{d}/token.pub.der", "rb").read()
+point = spki[-65:]
+assert point[0] == 4, "uncompressed EC point"
+jwk = {"kty": "EC", "crv": "P-256", "kid": "bench", "use": "sig", "alg": "ES256",
+       "x": b64(point[1:33]), "y": b64(point[33:])}
+json.dump({"keys": [jwk]}, open(f"{d}/jwks.json", "w"))
+now = int(time.time())
+header = {"alg": "ES256", "typ": "JWT", "kid": "bench"}
+claims = {"iss": "bench", "sub": "bench", "aud": "temporal", "iat": now, "nbf": now,
+          "exp": now + 23 * 3600}
+enc = lambda o: b64(json.dumps(o, separators=(",", ":")).encode())
+open(f"{d}/token.input", "w").write(enc(header) + "." + enc(claims))
+PY
+    openssl dgst -sha256 -sign "$d/token.key" -out "$d/token.sig.der" "$d/token.input"
+    # The DER ECDSA signature (SEQUENCE of two INTEGERs) as JWS wants it: r || s, 32 bytes each.
+    python3 - "$d" <<'PY'
+import base64, sys
+d = sys.argv[1]
+der = open(f"{d}/token.sig.der", "rb").read()
+def integer(b, i):
+    assert b[i] == 2, "INTEGER"
+    n = b[i + 1]
+    return int.from_bytes(b[i + 2:i + 2 + n], "big"), i + 2 + n
+assert der[0] == 0x30, "SEQUENCE"
+i = 3 if der[1] & 0x80 else 2
+r, i = integer(der, i)
+s, _ = integer(der, i)
+sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+jws = open(f"{d}/token.input").read() + "." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+open(f"{d}/token.jwt", "w").write(jws)
+PY
+    TOKEN=$(cat "$d/token.jwt")
+}
+make_token
+
 # --- Ports (fixed for the whole run) -------------------------------------------
-read -r P_FAKE P_FAKE_TLS P_TMP P_NGINX P_HAPROXY <<<"$(py ports 5)"
-declare -A PORT=([h2c]=$P_FAKE [direct-tls]=$P_FAKE_TLS [tmp]=$P_TMP [nginx]=$P_NGINX [haproxy]=$P_HAPROXY)
+read -r P_FAKE P_FAKE_TLS P_TMP P_TMP_TOKEN P_NGINX P_HAPROXY <<<"$(py ports 6)"
+declare -A PORT=([h2c]=$P_FAKE [direct-tls]=$P_FAKE_TLS [tmp]=$P_TMP [tmp-token]=$P_TMP_TOKEN
+    [nginx]=$P_NGINX [haproxy]=$P_HAPROXY)
+
+# The project's own proxy (with or without the token): it must start and
+# pass the smoke checks, or the run stops.
+ours() { [ "$1" = tmp ] || [ "$1" = tmp-token ]; }
 declare -A PID=()
 declare -A UP=()
 
@@ -326,10 +382,22 @@ start_proxy() {
     local name=$1 threads=$2 dir=$WORK/$1-t$2
     mkdir -p "$dir"
     case $name in
-    tmp)
+    tmp | tmp-token)
+        # tmp-token: the same rule, but matched by the bearer token (which
+        # the load generator sends on every call) instead of the certificate.
+        local match='{ uri = "spiffe://bench.local/ns/default/*" }' tokens=
+        if [ "$name" = tmp-token ]; then
+            match='{ token = { issuer = "bench", sub = "bench" } }'
+            tokens="[[tokens.issuer]]
+name = \"bench\"
+issuer = \"bench\"
+audiences = [\"temporal\"]
+jwks = \"$PKI/jwks.json\"
+algorithms = [\"ES256\"]"
+        fi
         cat >"$dir/proxy.toml" <<EOF
 [listen]
-address = "127.0.0.1:${PORT[tmp]}"
+address = "127.0.0.1:${PORT[$name]}"
 [tls]
 cert = "$PKI/server.pem"
 key = "$PKI/server.key"
@@ -343,12 +411,13 @@ worker_threads = $threads
 [limits]
 max_connections = $MAXCONN
 # As deployed: every call authorized by the client certificate's identity
-# (work nginx and HAProxy do not do).
+# (work nginx and HAProxy do not do); tmp-token: by its bearer token.
+$tokens
 [authz]
 mode = "enforce"
 [[authz.rule]]
 name = "bench-client"
-match = { uri = "spiffe://bench.local/ns/default/*" }
+match = $match
 namespaces = ["*"]
 roles = ["admin"]
 # The fake frontend's echo method of the streaming section is no Temporal
@@ -471,6 +540,9 @@ target_args() {
     if [ "$1" != h2c ]; then
         BARGS+=(--tls --ca "$PKI/ca.pem" --cert "$PKI/client.pem" --key "$PKI/client.key" --server-name localhost)
     fi
+    if [ "$1" = tmp-token ]; then
+        BARGS+=(--header "authorization:Bearer $TOKEN")
+    fi
 }
 
 # smoke TARGET [temporal-loadgen args]: 20 calls, all OK, or the target is skipped.
@@ -507,7 +579,7 @@ bring_up() {
         esac
         if [ "$t" != h2c ] && [ "$t" != direct-tls ]; then
             start_proxy "$t" "$threads" || {
-                [ "$t" != tmp ] || die "temporal-mtls-proxy did not start (see $WORK)"
+                ! ours "$t" || die "temporal-mtls-proxy ($t) did not start (see $WORK)"
                 warn "SKIPPING $t in $SECTION: it did not start"
                 continue
             }
@@ -518,12 +590,12 @@ bring_up() {
 
 tear_down() {
     local t
-    for t in tmp nginx haproxy h2c direct-tls; do stop_target "$t"; done
+    for t in tmp tmp-token nginx haproxy h2c direct-tls; do stop_target "$t"; done
 }
 
 up_targets() {
     local t
-    for t in h2c direct-tls tmp nginx haproxy; do [ -n "${UP[$t]:-}" ] && printf '%s ' "$t"; done
+    for t in h2c direct-tls tmp tmp-token nginx haproxy; do [ -n "${UP[$t]:-}" ] && printf '%s ' "$t"; done
     return 0
 }
 
@@ -596,7 +668,7 @@ py meta "$META" date="$(date -u '+%Y-%m-%d %H:%M UTC')" cpu="$CPU_MODEL" kernel=
     placement_T1="$P1" placement_T2="$P2" \
     durations="$DURATION per measured run after a $WARMUP warm-up run$([ "$QUICK" = 1 ] && echo ' (--quick)')" \
     runs="$RUNS per cell, medians (memory: $MEM_RUNS per cell)" nofile="$NOFILE" \
-    notes="temporal-mtls-proxy with default settings plus one [authz] rule (so every call is authorized by certificate identity and namespace, and gets the x-forwarded-client-cert header); nginx: grpc_pass with upstream keepalive 64, ssl_verify_client on; HAProxy: proto h2 to the server, http-reuse always, verify required. All three log nothing per call. Fake frontend: temporal-fake-frontend (h2c upstream, and mTLS for the direct row)."
+    notes="temporal-mtls-proxy with default settings plus one [authz] rule (so every call is authorized by certificate identity and namespace, and gets the x-forwarded-client-cert header); nginx: grpc_pass with upstream keepalive 64, ssl_verify_client on; HAProxy: proto h2 to the server, http-reuse always, verify required. All three log nothing per call. The tmp-token row (when in TARGETS): the same proxy with a [[tokens.issuer]] (JWKS file, ES256) and the rule matched by the token, every call carrying authorization: Bearer (one ES256 JWT, so verified once and then taken from the proxy's token cache). Fake frontend: temporal-fake-frontend (h2c upstream, and mTLS for the direct row)."
 
 log "results: $OUT"
 log "nginx: $NGINX_VERSION; HAProxy: $HAPROXY_VERSION; proxy: $PROXY_VERSION"
@@ -604,8 +676,15 @@ log "placement, 1 thread: $P1"
 log "placement, 2 threads: $P2"
 log "runs: $RUNS x $DURATION (warm-up $WARMUP); sections: ${SECTIONS[*]}; open files: $NOFILE"
 
-PROXIES=(tmp nginx haproxy)
 read -r -a ALL_TARGETS <<<"${TARGETS:-h2c direct-tls tmp nginx haproxy}"
+PROXIES=(tmp nginx haproxy)
+for t in "${ALL_TARGETS[@]}"; do
+    case $t in
+    h2c | direct-tls | tmp | nginx | haproxy) ;;
+    tmp-token) PROXIES=(tmp tmp-token nginx haproxy) ;;
+    *) die "unknown target '$t' in TARGETS (h2c direct-tls tmp tmp-token nginx haproxy)" ;;
+    esac
+done
 
 # --- Sections -------------------------------------------------------------------
 section_throughput() {
@@ -720,7 +799,7 @@ sample_peak() {
 memory_cell() {
     local t=$1 kind=$2 n=$3 run=$4 conns base f lp i note="" line
     start_proxy "$t" 1 || {
-        [ "$t" != tmp ] || die "temporal-mtls-proxy did not start (see $WORK)"
+        ! ours "$t" || die "temporal-mtls-proxy ($t) did not start (see $WORK)"
         warn "SKIPPING $t in memory: it did not start"
         return 0
     }

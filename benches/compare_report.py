@@ -209,11 +209,12 @@ def median_calls(argv):
 # --------------------------------------------------------------------------
 # Report
 
-TARGET_ORDER = ["h2c", "direct-tls", "tmp", "nginx", "haproxy"]
+TARGET_ORDER = ["h2c", "direct-tls", "tmp", "tmp-token", "nginx", "haproxy"]
 TARGET_NAME = {
     "h2c": "direct h2c (floor)",
     "direct-tls": "direct mTLS to fake",
     "tmp": "temporal-mtls-proxy",
+    "tmp-token": "temporal-mtls-proxy, bearer token on every call",
     "nginx": "nginx",
     "haproxy": "HAProxy",
 }
@@ -421,6 +422,17 @@ def report(argv):
                     rows,
                 )
             )
+            tok = by.get("tmp-token")
+            if tok and by.get("tmp"):
+                base = by["tmp"]
+                c0, c1 = base.proxy_cpu_us(), tok.proxy_cpu_us()
+                parts.append(
+                    "Bearer token on every call vs certificate only: calls/s "
+                    f"{ratio(tok.b('calls_per_sec'), base.b('calls_per_sec'))}x, proxy CPU "
+                    f"{fmt(c1 - c0 if c0 is not None and c1 is not None else None, 1)} µs/call more, "
+                    f"p99 {ratio(tok.b('latency_us', 'p99'), base.b('latency_us', 'p99'))}x "
+                    "(one token, so after its first call it comes from the proxy's token cache)."
+                )
             o = by.get("tmp")
             if o:
                 ox = lambda t, fn: ratio(fn(o), fn(by[t])) if t in by else "–"  # noqa: E731

@@ -267,7 +267,7 @@ fn compare_script_runs_and_reports() {
     let out = Command::new(root.join("benches/compare.sh"))
         .args(["--quick", "--no-build", "throughput"])
         .env("BIN", &bin)
-        .env("TARGETS", "h2c direct-tls tmp")
+        .env("TARGETS", "h2c direct-tls tmp tmp-token")
         .env("THREADS", "1")
         .env("OUT", out_dir.path())
         .output()
@@ -280,6 +280,7 @@ fn compare_script_runs_and_reports() {
         "| direct h2c (floor) |",
         "| direct mTLS to fake |",
         "| temporal-mtls-proxy |",
+        "| temporal-mtls-proxy, bearer token on every call |",
     ] {
         let line = results
             .lines()

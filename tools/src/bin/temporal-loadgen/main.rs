@@ -149,6 +149,12 @@ pub(crate) struct Args {
     /// `:authority` of the requests; default: the target.
     #[arg(long)]
     pub(crate) authority: Option<String>,
+    /// An extra request header on every call, `NAME:VALUE` (repeatable),
+    /// e.g. `--header 'authorization:Bearer eyJ...'`. Added after the
+    /// generator's own headers (content-type, te, user-agent, grpc-timeout),
+    /// which a header of the same name replaces.
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    pub(crate) headers: Vec<String>,
     /// The gRPC method to call.
     #[arg(long, value_enum, default_value = "get-system-info")]
     pub(crate) method: CallMethod,

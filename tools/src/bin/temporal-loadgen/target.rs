@@ -147,6 +147,16 @@ pub(crate) fn build_target(args: &Args) -> Result<Target, String> {
             HeaderValue::from_str(&format!("{ms}m")).expect("digits"),
         );
     }
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("--header {header:?}: expected NAME:VALUE"))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|e| format!("--header {header:?}: bad name: {e}"))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|e| format!("--header {header:?}: bad value: {e}"))?;
+        headers.insert(name, value);
+    }
     let body = grpc::frame(
         &request_message(method, &args.namespace, args.payload_bytes),
         false,
@@ -192,6 +202,33 @@ mod tests {
         let payloads = pb::get_bytes(&msg, 5).expect("input");
         let payload = pb::get_bytes(&payloads, 1).expect("one payload");
         assert_eq!(pb::get_bytes(&payload, 2).unwrap(), payload_data(3000));
+    }
+
+    #[test]
+    fn extra_headers_are_sent_and_checked() {
+        let args = Args::parse_from([
+            "temporal-loadgen",
+            "--target",
+            "127.0.0.1:1",
+            "--header",
+            "authorization: Bearer abc.def.ghi",
+            "--header",
+            "x-bench:1",
+        ]);
+        let target = build_target(&args).unwrap();
+        assert_eq!(target.headers["authorization"], "Bearer abc.def.ghi");
+        assert_eq!(target.headers["x-bench"], "1");
+        assert_eq!(target.headers["content-type"], "application/grpc");
+        for bad in ["no-colon", "bad name:1", "x:a\nb"] {
+            let args = Args::parse_from([
+                "temporal-loadgen",
+                "--target",
+                "127.0.0.1:1",
+                "--header",
+                bad,
+            ]);
+            assert!(build_target(&args).is_err(), "{bad}");
+        }
     }
 
     #[test]
