@@ -3,7 +3,9 @@
 #
 #   scripts/fuzz.sh                  every target briefly: FUZZ_SECONDS (15)
 #                                    each, FUZZ_JOBS (2) at a time; fails on
-#                                    the first crash or invariant violation
+#                                    the first crash or invariant violation.
+#                                    Mutations follow FUZZ_SEED (1), so a run
+#                                    repeats the last one's inputs (0: random)
 #   scripts/fuzz.sh TARGET SECONDS   one target for longer (on FUZZ_JOBS
 #                                    processes, default 1: libFuzzer -fork)
 #   scripts/fuzz.sh --list           the targets
@@ -40,7 +42,7 @@ case "${1:-}" in
         exit 0
         ;;
     -h | --help)
-        sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
 esac
@@ -163,7 +165,7 @@ for ((i = 0; i < ${#all[@]}; i += jobs)); do
     pids=()
     names=()
     for target in "${all[@]:i:jobs}"; do
-        run "$target" "$seconds" &
+        run "$target" "$seconds" -seed="${FUZZ_SEED:-1}" &
         pids+=($!)
         names+=("$target")
     done

@@ -208,6 +208,21 @@ pub fn protobuf_rows() -> Vec<Row> {
         start_row(g, "ns_payments_then_field1_as_varint", |c| {
             pb::concat(&[ns_field(b"payments"), pb::field_varint(1, 7), start_rest(c)])
         }),
+        // A message field (5, input) sent as a varint whose value is the
+        // length of the namespace field after it: protobuf-go skips the
+        // varint as unknown and reads the namespace (a decoder taking the
+        // varint as a length would swallow it; prost-reflect does, for map
+        // fields: fuzz/corpus/temporal_api/regression-map-field-varint).
+        start_row(g, "ns_billing_after_field5_as_varint_of_its_length", |c| {
+            let billing = ns_field(b"billing");
+            pb::concat(&[
+                ns_field(b"payments"),
+                start_rest(c),
+                pb::field_varint(5, billing.len() as u64),
+                billing,
+            ])
+        })
+        .not_granted(),
         start_row(g, "ns_payments_then_field1_as_fixed32", |c| {
             pb::concat(&[
                 ns_field(b"payments"),
