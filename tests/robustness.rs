@@ -4,6 +4,7 @@
 
 mod support;
 
+use support::grpc::{ClientTls, GrpcConn};
 use support::pki::{ClientSpec, TestPki};
 use support::proxy::{config, ProxyProcess};
 
@@ -47,5 +48,51 @@ async fn a_certificate_with_thousands_of_sans_gets_a_bounded_identity_header() {
     assert!(
         xfcc.ends_with(&format!(";Truncated={}", dns.len() - kept)),
         "{xfcc}"
+    );
+}
+
+/// A client certificate chain past TLS's 64 KiB handshake message limit:
+/// the proxy's log says what happened in words (it said "not a TLS
+/// handshake"), and the handshake fails for the client. rustls sends no
+/// alert for an over-size handshake message (its handshake deframer's
+/// error skips the alert path), so the client sees only the close.
+#[tokio::test]
+async fn an_oversize_client_certificate_chain_is_refused_with_its_reason() {
+    let upstream = support::fake_upstream::FakeUpstream::start().await;
+    let pki = TestPki::new();
+    let proxy = ProxyProcess::start(&config(&pki, &upstream.url(), "")).await;
+    // A leaf of about 37 KB (one DER certificate cannot pass 64 KiB), sent
+    // three times: a Certificate message of about 110 KB.
+    let dns: Vec<String> = (0..1500).map(|i| format!("h{i}.example.org")).collect();
+    let client = pki.client_cert(
+        "huge",
+        ClientSpec {
+            dns,
+            ..ClientSpec::cn("huge")
+        },
+    );
+    let pem = std::fs::read_to_string(&client.cert).unwrap();
+    let chain = client.cert.with_extension("chain.pem");
+    std::fs::write(&chain, pem.repeat(3)).unwrap();
+    let tls = ClientTls::mtls(&pki.ca, &chain, &client.key, "localhost");
+    let err = match GrpcConn::connect(proxy.addr, Some(&tls)).await {
+        Ok(conn) => conn
+            .unary(support::fake_upstream::ECHO, b"x", &[])
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a 110 KB certificate chain was accepted")),
+        Err(e) => e,
+    };
+    eprintln!("client saw: {err}");
+    assert!(err.starts_with("TLS"), "not a handshake failure: {err}");
+    let reason = proxy.refusal_reason("handshake_too_large").await;
+    eprintln!("proxy logged: {reason}");
+    assert!(reason.contains("64 KiB limit"), "{reason}");
+    let (_, metrics) = proxy.admin_get("/metrics").await;
+    assert!(
+        metrics.contains(
+            "temporal_mtls_proxy_handshake_failures_total{reason=\"handshake_too_large\"} 1"
+        ),
+        "{metrics}"
     );
 }

@@ -66,6 +66,10 @@ pub enum HandshakeRefusal {
     PlaintextHttp1,
     #[error("not a TLS handshake (first bytes {0})")]
     NotTls(String),
+    /// rustls refuses handshake messages over 64 KiB and sends no alert
+    /// for it (the client sees the connection close).
+    #[error("client handshake message over TLS's 64 KiB limit: a client certificate chain that large? (send fewer or smaller certificates; the client gets no TLS alert for this, only the close)")]
+    TooLarge,
     #[error("client TLS version or cipher suites not acceptable: {0}")]
     Incompatible(String),
     #[error("client aborted the handshake with alert '{0}' (it probably does not trust the server certificate or its CA)")]
@@ -88,7 +92,7 @@ pub enum HandshakeRefusal {
 impl HandshakeRefusal {
     /// Every [`HandshakeRefusal::label`], for the metrics (whose series start at
     /// zero); a test checks the two agree.
-    pub const LABELS: [&'static str; 20] = [
+    pub const LABELS: [&'static str; 21] = [
         "no_client_certificate",
         "unknown_ca",
         "bad_signature",
@@ -102,6 +106,7 @@ impl HandshakeRefusal {
         "plaintext_h2c",
         "plaintext_http1",
         "not_tls",
+        "handshake_too_large",
         "incompatible",
         "client_alert",
         "timeout",
@@ -127,6 +132,7 @@ impl HandshakeRefusal {
             HandshakeRefusal::PlaintextH2 => "plaintext_h2c",
             HandshakeRefusal::PlaintextHttp1 => "plaintext_http1",
             HandshakeRefusal::NotTls(_) => "not_tls",
+            HandshakeRefusal::TooLarge => "handshake_too_large",
             HandshakeRefusal::Incompatible(_) => "incompatible",
             HandshakeRefusal::ClientAlert(_) => "client_alert",
             HandshakeRefusal::Timeout(_) => "timeout",
@@ -399,6 +405,9 @@ pub fn classify(e: &rustls::Error, offered_alpn: &[String]) -> HandshakeRefusal 
             },
             other => HandshakeRefusal::ClientAlert(format!("{other:?}")),
         },
+        E::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge) => {
+            HandshakeRefusal::TooLarge
+        }
         E::InvalidMessage(_) | E::InappropriateMessage { .. } => {
             HandshakeRefusal::NotTls(e.to_string())
         }
@@ -492,6 +501,7 @@ mod tests {
             HandshakeRefusal::PlaintextH2,
             HandshakeRefusal::PlaintextHttp1,
             HandshakeRefusal::NotTls(String::new()),
+            HandshakeRefusal::TooLarge,
             HandshakeRefusal::Incompatible(String::new()),
             HandshakeRefusal::ClientAlert(String::new()),
             HandshakeRefusal::Timeout(Duration::ZERO),
@@ -592,6 +602,12 @@ mod tests {
                 &[],
                 "client_alert",
                 "client aborted the handshake with alert 'UnknownCA' (it probably does not trust the server certificate or its CA)",
+            ),
+            (
+                E::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge),
+                &[],
+                "handshake_too_large",
+                "client handshake message over TLS's 64 KiB limit: a client certificate chain that large? (send fewer or smaller certificates; the client gets no TLS alert for this, only the close)",
             ),
             (
                 E::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
