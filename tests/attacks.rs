@@ -1550,7 +1550,6 @@ async fn connections_without_the_http2_preface_are_closed_at_the_handshake_timeo
 }
 
 #[tokio::test]
-#[ignore = "issue 15 item 3: handshakes in progress fill max_connections and lock new clients out"]
 async fn handshakes_in_progress_leave_room_for_new_clients() {
     let bed = Bed::start_with(|c| {
         c.replace("[tls]\n", "[tls]\nhandshake_timeout = \"10s\"\n")
@@ -1595,6 +1594,17 @@ async fn handshakes_in_progress_leave_room_for_new_clients() {
         matches!(&reply, Some(Ok(r)) if r.is_ok()),
         "a new client was locked out by handshakes in progress"
     );
+    // It took the place of the oldest handshake, which was closed (one per
+    // new connection while all places were taken; measured 2).
+    let (_, metrics) = bed.proxy.admin_get("/metrics").await;
+    let evicted: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"temporal_mtls_proxy_handshake_failures_total{reason="evicted"} "#)
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no evicted count: {metrics}"));
+    assert!((1..=5).contains(&evicted), "{evicted} evicted");
     drop(socks);
     watch
         .finish(&bed, "handshakes in progress", FEW_CONNECTIONS)

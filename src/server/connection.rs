@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::frame_guard::{Flood, FrameGuard, GuardEvents, PingPolicy};
+use super::handshakes::Ticket;
 use super::proxy_header::{self, Header, ReadError};
 use super::{stack, Server};
 use crate::call::activity::ConnActivity;
@@ -27,27 +28,37 @@ use crate::tls::identity::PeerIdentity;
 use crate::upstream::Forward;
 
 /// Serves the connection accepted from `socket_peer` (the socket's remote
-/// address).
+/// address), in the place `ticket` holds for it.
 pub async fn handle(
     tcp: TcpStream,
     socket_peer: SocketAddr,
     server: Arc<Server>,
     forward: Forward,
+    ticket: Ticket,
     token: CancellationToken,
 ) {
     let (origin, accepted) = tokio::select! {
         r = handshake(tcp, socket_peer, &server) => r,
+        // A new connection took this one's place (max_connections).
+        () = ticket.evicted() => (
+            Origin { peer: socket_peer, via: None },
+            Err(HandshakeRefusal::Evicted),
+        ),
         () = token.cancelled() => return,
     };
     let Origin { peer, via } = origin;
     let via = via.map(tracing::field::display);
+    let refused = |refusal: HandshakeRefusal| {
+        handshake::log_refusal(peer, origin.via, &refusal);
+        server.metrics.handshake_failed(refusal.label());
+    };
     let accepted = match accepted {
         Ok(a) => a,
-        Err(refusal) => {
-            handshake::log_refusal(peer, origin.via, &refusal);
-            server.metrics.handshake_failed(refusal.label());
-            return;
-        }
+        Err(refusal) => return refused(refusal),
+    };
+    // Held while the connection is open.
+    let Some(_place) = ticket.established() else {
+        return refused(HandshakeRefusal::Evicted);
     };
     let info = accepted.info;
     // Which kind of client: with a verified certificate, or (with

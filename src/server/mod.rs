@@ -1,11 +1,14 @@
 //! The listener side: the accept loop and drain (`mod.rs`), one task per
 //! connection (`connection`), the PROXY protocol header read before TLS
 //! behind a load balancer (`proxy_header`), what is enforced on a client's
-//! HTTP/2 frames below hyper (`frame_guard`), the tower stack each call goes
-//! through (`stack`), and the worker threads connections run on (`workers`).
+//! HTTP/2 frames below hyper (`frame_guard`), the places connections still
+//! in their handshake give up to new ones (`handshakes`), the tower stack
+//! each call goes through (`stack`), and the worker threads connections run
+//! on (`workers`).
 
 mod connection;
 pub mod frame_guard;
+mod handshakes;
 mod proxy_header;
 pub mod stack;
 pub mod workers;
@@ -40,6 +43,8 @@ pub struct Server {
     max_connections: usize,
     /// One permit per open client connection (`limits.max_connections`).
     connections: Arc<Semaphore>,
+    /// The permits of connections still in their handshake, oldest first.
+    handshakes: Arc<handshakes::Handshakes>,
     /// Connections refused because the limit was reached.
     refused_connections: AtomicU64,
     metrics: Arc<Metrics>,
@@ -79,6 +84,7 @@ impl Server {
             keepalive: config.keepalive.clone(),
             max_connections: config.limits.max_connections,
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            handshakes: Arc::default(),
             refused_connections: AtomicU64::new(0),
             metrics: stack.metrics.clone(),
             stack,
@@ -107,8 +113,17 @@ pub async fn serve(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    let Ok(permit) = server.connections.clone().try_acquire_owned() else {
-                        // At the limit: refuse at once (close), count, log.
+                    // At the limit, the oldest connection still in its
+                    // handshake gives its place (handshakes.rs).
+                    let permit = server
+                        .connections
+                        .clone()
+                        .try_acquire_owned()
+                        .ok()
+                        .or_else(|| server.handshakes.evict_oldest());
+                    let Some(permit) = permit else {
+                        // Every connection established: refuse at once
+                        // (close), count, log.
                         let refused = server.refused_connections.fetch_add(1, Ordering::Relaxed) + 1;
                         server.metrics.connection_refused(ConnectionRefusal::MaxConnections);
                         if crate::logging::limit::CONNECTION_LIMIT.admit() {
@@ -119,12 +134,12 @@ pub async fn serve(
                     };
                     let _ = tcp.set_nodelay(true);
                     let open = server.metrics.connection_accepted();
+                    let ticket = server.handshakes.admit(permit);
                     let server = server.clone();
                     let token = token.clone();
                     workers.spawn(&tracker, tcp, peer, move |tcp, forward| async move {
-                        connection::handle(tcp, peer, server, forward, token).await;
+                        connection::handle(tcp, peer, server, forward, ticket, token).await;
                         drop(open);
-                        drop(permit);
                     });
                 }
                 Err(e) => {

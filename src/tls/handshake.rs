@@ -76,6 +76,10 @@ pub enum HandshakeRefusal {
     ClientAlert(String),
     #[error("handshake not completed within {}", humantime::format_duration(*.0))]
     Timeout(Duration),
+    /// `limits.max_connections` was reached and a new connection took the
+    /// place of this one, the oldest still in its handshake.
+    #[error("handshake still in progress when limits.max_connections was reached: the oldest handshake gives its place to a new connection")]
+    Evicted,
     #[error("client closed the connection before completing the handshake")]
     Closed,
     #[error("TLS error: {0}")]
@@ -92,7 +96,7 @@ pub enum HandshakeRefusal {
 impl HandshakeRefusal {
     /// Every [`HandshakeRefusal::label`], for the metrics (whose series start at
     /// zero); a test checks the two agree.
-    pub const LABELS: [&'static str; 21] = [
+    pub const LABELS: [&'static str; 22] = [
         "no_client_certificate",
         "unknown_ca",
         "bad_signature",
@@ -110,6 +114,7 @@ impl HandshakeRefusal {
         "incompatible",
         "client_alert",
         "timeout",
+        "evicted",
         "closed",
         "tls_error",
         "io_error",
@@ -136,6 +141,7 @@ impl HandshakeRefusal {
             HandshakeRefusal::Incompatible(_) => "incompatible",
             HandshakeRefusal::ClientAlert(_) => "client_alert",
             HandshakeRefusal::Timeout(_) => "timeout",
+            HandshakeRefusal::Evicted => "evicted",
             HandshakeRefusal::Closed => "closed",
             HandshakeRefusal::Tls(_) => "tls_error",
             HandshakeRefusal::Io(_) => "io_error",
@@ -505,6 +511,7 @@ mod tests {
             HandshakeRefusal::Incompatible(String::new()),
             HandshakeRefusal::ClientAlert(String::new()),
             HandshakeRefusal::Timeout(Duration::ZERO),
+            HandshakeRefusal::Evicted,
             HandshakeRefusal::Closed,
             HandshakeRefusal::Tls(String::new()),
             HandshakeRefusal::Io(String::new()),
