@@ -252,9 +252,11 @@ fuzz_target!(|input: Input| {
         f.encode(&mut server_hpack, &mut server);
     }
     let _rt = runtime().enter();
-    // A SETTINGS or RST_STREAM flood trips the guard whatever the ping
-    // policy (`frame_guard/flood.rs`: bursts of 100 SETTINGS, 1000 resets);
-    // such inputs are not what the invariants below are about.
+    // A SETTINGS, RST_STREAM, WINDOW_UPDATE or PRIORITY flood trips the
+    // guard whatever the ping policy (`frame_guard/flood.rs`: bursts of 100
+    // SETTINGS, 1000 resets; 100 WINDOW_UPDATEs before any DATA, 100
+    // PRIORITY frames per stream plus 100); such inputs are not what the
+    // invariants below are about.
     let skip = if input.preface { PREFACE.len() } else { 0 };
     let parsed = frames(&client[skip..]);
     let settings = parsed
@@ -262,7 +264,9 @@ fuzz_target!(|input: Input| {
         .filter(|(h, _)| h.kind == 4 && h.flags & 1 == 0)
         .count();
     let resets = parsed.iter().filter(|(h, _)| h.kind == 3).count();
-    if settings > 100 || resets > 1000 {
+    let window_updates = parsed.iter().filter(|(h, _)| h.kind == 8).count();
+    let priorities = parsed.iter().filter(|(h, _)| h.kind == 2).count();
+    if settings > 100 || resets > 1000 || window_updates > 100 || priorities > 100 {
         return;
     }
 

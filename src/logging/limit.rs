@@ -113,12 +113,14 @@ fn now_second() -> u64 {
 }
 
 /// Every site, for the metrics.
-pub static SITES: [&Site; 11] = [
+pub static SITES: [&Site; 13] = [
     &HANDSHAKE_REFUSED,
     &CONNECTION_LIMIT,
     &TOO_MANY_PINGS,
     &TOO_MANY_SETTINGS,
     &TOO_MANY_RESETS,
+    &TOO_MANY_WINDOW_UPDATES,
+    &TOO_MANY_PRIORITY_FRAMES,
     &PREFACE_TIMEOUT,
     &PING_TIMEOUT,
     &CALL_DENIED,
@@ -132,6 +134,8 @@ pub static CONNECTION_LIMIT: Site = Site::new("connection_limit");
 pub static TOO_MANY_PINGS: Site = Site::new("too_many_pings");
 pub static TOO_MANY_SETTINGS: Site = Site::new("too_many_settings");
 pub static TOO_MANY_RESETS: Site = Site::new("too_many_resets");
+pub static TOO_MANY_WINDOW_UPDATES: Site = Site::new("too_many_window_updates");
+pub static TOO_MANY_PRIORITY_FRAMES: Site = Site::new("too_many_priority_frames");
 /// TLS done, but no HTTP/2 preface in time.
 pub static PREFACE_TIMEOUT: Site = Site::new("preface_timeout");
 pub static PING_TIMEOUT: Site = Site::new("ping_timeout");

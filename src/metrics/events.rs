@@ -100,19 +100,27 @@ pub enum KeepaliveEvent {
     TooManySettings,
     /// The client reset streams too often and got GOAWAY.
     TooManyResets,
+    /// The client sent more WINDOW_UPDATE frames than the DATA it was sent
+    /// explains, and got GOAWAY.
+    TooManyWindowUpdates,
+    /// The client sent more PRIORITY frames than its streams explain, and
+    /// got GOAWAY.
+    TooManyPriorityFrames,
     /// TLS was done but no HTTP/2 preface followed within
     /// `tls.handshake_timeout`: the connection was closed.
     PrefaceTimeout,
 }
 
 impl KeepaliveEvent {
-    pub(super) const ALL: [KeepaliveEvent; 7] = [
+    pub(super) const ALL: [KeepaliveEvent; 9] = [
         KeepaliveEvent::TooManyPings,
         KeepaliveEvent::PingTimeout,
         KeepaliveEvent::IdleClosed,
         KeepaliveEvent::AgeClosed,
         KeepaliveEvent::TooManySettings,
         KeepaliveEvent::TooManyResets,
+        KeepaliveEvent::TooManyWindowUpdates,
+        KeepaliveEvent::TooManyPriorityFrames,
         KeepaliveEvent::PrefaceTimeout,
     ];
 
@@ -124,6 +132,8 @@ impl KeepaliveEvent {
             KeepaliveEvent::AgeClosed => "age_closed",
             KeepaliveEvent::TooManySettings => "too_many_settings",
             KeepaliveEvent::TooManyResets => "too_many_resets",
+            KeepaliveEvent::TooManyWindowUpdates => "too_many_window_updates",
+            KeepaliveEvent::TooManyPriorityFrames => "too_many_priority_frames",
             KeepaliveEvent::PrefaceTimeout => "preface_timeout",
         }
     }

@@ -267,6 +267,20 @@ impl GuardEvents for GuardLog {
                     tracing::warn!(peer = %peer, "client reset streams too often: GOAWAY ENHANCE_YOUR_CALM too_many_resets");
                 }
             }
+            Flood::WindowUpdates => {
+                self.metrics
+                    .keepalive_event(KeepaliveEvent::TooManyWindowUpdates);
+                if limit::TOO_MANY_WINDOW_UPDATES.admit() {
+                    tracing::warn!(peer = %peer, "client sent more WINDOW_UPDATE frames than the DATA it was sent explains: GOAWAY ENHANCE_YOUR_CALM too_many_window_updates");
+                }
+            }
+            Flood::Priorities => {
+                self.metrics
+                    .keepalive_event(KeepaliveEvent::TooManyPriorityFrames);
+                if limit::TOO_MANY_PRIORITY_FRAMES.admit() {
+                    tracing::warn!(peer = %peer, "client sent more PRIORITY frames than its streams explain: GOAWAY ENHANCE_YOUR_CALM too_many_priority_frames");
+                }
+            }
         }
     }
 

@@ -8,6 +8,13 @@
 //! GOAWAY `ENHANCE_YOUR_CALM`, as grpc-go answers a ping flood and Envoy
 //! its control-frame floods.
 //!
+//! WINDOW_UPDATE and PRIORITY frames are bounded by what makes them
+//! legitimate, as Envoy bounds them: a client returns window for the DATA
+//! it was sent, so its WINDOW_UPDATEs are bounded by a base plus a
+//! multiple of the DATA frames the proxy sent it; PRIORITY frames (which
+//! h2 ignores; RFC 9113 deprecates them, gRPC clients never send them) by
+//! a multiple of the streams it opened, plus one.
+//!
 //! The numbers leave legitimate clients far below them: a client sends one
 //! SETTINGS at the start and a few more when its BDP estimate grows
 //! (grpc-go: at most one per doubling of a 64 KiB window up to 16 MiB, so
@@ -27,6 +34,15 @@ pub const SETTINGS_PER_SECOND: u32 = 10;
 pub const RESETS_BURST: u32 = 1000;
 /// RST_STREAM frames per second a client may send after its burst.
 pub const RESETS_PER_SECOND: u32 = 100;
+/// WINDOW_UPDATE frames a client may send before it was sent any DATA
+/// (h2 and grpc-go clients send one or two at the start to open their
+/// connection window, and a few more as their BDP estimate grows).
+pub const WINDOW_UPDATES_BASE: u64 = 100;
+/// WINDOW_UPDATE frames per DATA frame sent to the client (Envoy's
+/// default): a client sends at most about one per DATA frame received.
+pub const WINDOW_UPDATES_PER_DATA_FRAME: u64 = 10;
+/// PRIORITY frames per stream the client opened, plus one (Envoy's).
+pub const PRIORITY_PER_STREAM: u64 = 100;
 
 /// What a connection was closed for, and the GOAWAY debug data that says
 /// so (grpc-go's `too_many_pings`; the others in the same form).
@@ -35,6 +51,8 @@ pub enum Flood {
     Pings,
     Settings,
     Resets,
+    WindowUpdates,
+    Priorities,
 }
 
 impl Flood {
@@ -43,6 +61,8 @@ impl Flood {
             Flood::Pings => b"too_many_pings",
             Flood::Settings => b"too_many_settings",
             Flood::Resets => b"too_many_resets",
+            Flood::WindowUpdates => b"too_many_window_updates",
+            Flood::Priorities => b"too_many_priority_frames",
         }
     }
 
@@ -51,7 +71,45 @@ impl Flood {
             Flood::Pings => "too_many_pings",
             Flood::Settings => "too_many_settings",
             Flood::Resets => "too_many_resets",
+            Flood::WindowUpdates => "too_many_window_updates",
+            Flood::Priorities => "too_many_priority_frames",
         }
+    }
+}
+
+/// Frames allowed as a multiple of what justifies them: `base +
+/// per_cause × causes`.
+#[derive(Debug)]
+pub(super) struct Ratio {
+    base: u64,
+    per_cause: u64,
+    frames: u64,
+    causes: u64,
+}
+
+impl Ratio {
+    pub(super) fn new(base: u64, per_cause: u64) -> Ratio {
+        Ratio {
+            base,
+            per_cause,
+            frames: 0,
+            causes: 0,
+        }
+    }
+
+    /// Something that justifies more frames (a DATA frame sent, a stream
+    /// opened).
+    pub(super) fn cause(&mut self) {
+        self.causes = self.causes.saturating_add(1);
+    }
+
+    /// One frame; false past the allowance.
+    pub(super) fn take(&mut self) -> bool {
+        self.frames += 1;
+        self.frames
+            <= self
+                .base
+                .saturating_add(self.per_cause.saturating_mul(self.causes))
     }
 }
 
@@ -105,6 +163,18 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ratio_allows_its_base_then_per_cause() {
+        let mut r = Ratio::new(3, 2);
+        assert!((0..3).all(|_| r.take()));
+        assert!(!r.take());
+        // The refused frame counts: two causes allow 4 more in all.
+        r.cause();
+        r.cause();
+        assert!((0..3).all(|_| r.take()));
+        assert!(!r.take());
+    }
 
     #[test]
     fn a_burst_then_the_rate() {

@@ -6,10 +6,12 @@ pub(super) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub(super) const HEAD_LEN: usize = 9;
 pub(super) const DATA: u8 = 0x0;
 pub(super) const HEADERS: u8 = 0x1;
+pub(super) const PRIORITY: u8 = 0x2;
 pub(super) const RST_STREAM: u8 = 0x3;
 pub(super) const SETTINGS: u8 = 0x4;
 pub(super) const PING: u8 = 0x6;
 pub(super) const GOAWAY: u8 = 0x7;
+pub(super) const WINDOW_UPDATE: u8 = 0x8;
 /// END_STREAM on DATA and HEADERS, ACK on PING: the same bit.
 pub(super) const FLAG_END_STREAM: u8 = 0x1;
 pub(super) const FLAG_ACK: u8 = 0x1;

@@ -14,7 +14,7 @@
 
 use tokio::io::ReadBuf;
 
-use super::frames::{FrameHead, HEADERS, HEAD_LEN, PREFACE};
+use super::frames::{FrameHead, HEADERS, HEAD_LEN, PREFACE, WINDOW_UPDATE};
 use super::hpack::{HeaderCheck, Verdict};
 
 const CONTINUATION: u8 = 0x9;
@@ -345,7 +345,6 @@ fn is_header_frame(kind: u8) -> bool {
     kind == HEADERS || kind == CONTINUATION
 }
 
-const WINDOW_UPDATE: u8 = 0x8;
 /// A frame type HTTP/2 does not define, which receivers ignore (RFC 9113
 /// §4.1); what a frame becomes to be passed over.
 const IGNORED: u8 = 0xfa;

@@ -1,7 +1,8 @@
 //! grpc-go's client PING enforcement, as the guard applies it: the policy,
 //! what the guard reports, and the enforcer that judges each frame head
 //! (its state: the last PING, the strikes, the client's open streams, and
-//! the SETTINGS and RST_STREAM buckets of `flood`).
+//! the SETTINGS and RST_STREAM buckets and the WINDOW_UPDATE and PRIORITY
+//! ratios of `flood`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -9,11 +10,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::flood::{
-    Bucket, Flood, RESETS_BURST, RESETS_PER_SECOND, SETTINGS_BURST, SETTINGS_PER_SECOND,
+    Bucket, Flood, Ratio, PRIORITY_PER_STREAM, RESETS_BURST, RESETS_PER_SECOND, SETTINGS_BURST,
+    SETTINGS_PER_SECOND, WINDOW_UPDATES_BASE, WINDOW_UPDATES_PER_DATA_FRAME,
 };
 use super::frames::{
-    FrameHead, OnFrame, DATA, FLAG_ACK, FLAG_END_STREAM, GOAWAY, HEADERS, PING, RST_STREAM,
-    SETTINGS, STREAM_ID_MASK,
+    FrameHead, OnFrame, DATA, FLAG_ACK, FLAG_END_STREAM, GOAWAY, HEADERS, PING, PRIORITY,
+    RST_STREAM, SETTINGS, STREAM_ID_MASK, WINDOW_UPDATE,
 };
 use super::inbound::FrameSink;
 use super::Clock;
@@ -115,6 +117,10 @@ pub(super) struct Enforcer {
     pub(super) open: OpenStreams,
     settings: Bucket,
     resets: Bucket,
+    /// Per DATA frame sent to the client.
+    window_updates: Ratio,
+    /// Per stream the client opened.
+    priorities: Ratio,
     /// Why the enforcer tripped, once it has.
     pub(super) tripped: Option<Flood>,
 }
@@ -131,6 +137,8 @@ impl Enforcer {
             open: OpenStreams::default(),
             settings: Bucket::new(SETTINGS_BURST, SETTINGS_PER_SECOND),
             resets: Bucket::new(RESETS_BURST, RESETS_PER_SECOND),
+            window_updates: Ratio::new(WINDOW_UPDATES_BASE, WINDOW_UPDATES_PER_DATA_FRAME),
+            priorities: Ratio::new(PRIORITY_PER_STREAM, PRIORITY_PER_STREAM),
             tripped: None,
         }
     }
@@ -146,6 +154,7 @@ impl Enforcer {
             // Client stream ids only grow: a lower one is trailers.
             HEADERS if head.stream > self.max_client_stream => {
                 self.max_client_stream = head.stream;
+                self.priorities.cause();
                 if self.tracks_streams() {
                     self.open.insert(head.stream);
                 }
@@ -159,6 +168,8 @@ impl Enforcer {
                 !self.settings.take(clock.now()) && self.trip(Flood::Settings)
             }
             PING if head.flags & FLAG_ACK == 0 => self.ping(clock.now()) && self.trip(Flood::Pings),
+            WINDOW_UPDATE => !self.window_updates.take() && self.trip(Flood::WindowUpdates),
+            PRIORITY => !self.priorities.take() && self.trip(Flood::Priorities),
             _ => false,
         }
     }
@@ -171,6 +182,9 @@ impl Enforcer {
     pub(super) fn server_frame(&mut self, head: FrameHead) {
         match head.kind {
             DATA | HEADERS => {
+                if head.kind == DATA {
+                    self.window_updates.cause();
+                }
                 self.reset_strikes = true;
                 if head.flags & FLAG_END_STREAM != 0 {
                     self.open.remove(head.stream);
