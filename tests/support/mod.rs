@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod fake_upstream;
+pub mod fault_upstream;
 pub mod grpc;
 pub mod issuer;
 pub mod pki;
