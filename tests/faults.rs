@@ -477,7 +477,6 @@ async fn an_audit_sink_on_a_full_disk_drops_and_counts_lines_and_calls_flow() {
 /// The audit write failure is logged naming the sink it could not write
 /// (an operator with several files needs to know which disk is full).
 #[tokio::test]
-#[ignore = "defect: the audit write failure log line names the error (ENOSPC) but not the sink path"]
 async fn an_audit_write_failure_log_names_the_sink() {
     let upstream = FaultUpstream::start(Mode::Healthy).await;
     let pki = TestPki::new();

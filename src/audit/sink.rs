@@ -94,23 +94,28 @@ impl AuditSink {
     /// the number of lines buffered before dropping (at least 1).
     pub fn spawn(target: SinkTarget, capacity: usize) -> Result<AuditSink, SinkError> {
         let runtime = Handle::try_current().map_err(|_| SinkError::NoRuntime)?;
-        let out: Box<dyn Write + Send> = match target {
-            SinkTarget::Stdout => Box::new(std::io::stdout()),
+        let (out, name): (Box<dyn Write + Send>, String) = match target {
+            SinkTarget::Stdout => (Box::new(std::io::stdout()), "stdout".to_owned()),
             SinkTarget::File(path) => {
                 match OpenOptions::new().append(true).create(true).open(&path) {
-                    Ok(file) => Box::new(file),
+                    Ok(file) => (Box::new(file), path.display().to_string()),
                     Err(source) => return Err(SinkError::Open { path, source }),
                 }
             }
         };
-        Ok(AuditSink::start(&runtime, out, capacity))
+        Ok(AuditSink::start(&runtime, out, name, capacity))
     }
 
-    fn start(runtime: &Handle, out: Box<dyn Write + Send>, capacity: usize) -> AuditSink {
+    fn start(
+        runtime: &Handle,
+        out: Box<dyn Write + Send>,
+        name: String,
+        capacity: usize,
+    ) -> AuditSink {
         let (lines, queue) = mpsc::channel(capacity.max(1));
         let counters = Arc::new(Counters::default());
         let (done, finished) = watch::channel(false);
-        runtime.spawn(write_lines(queue, out, Arc::clone(&counters), done));
+        runtime.spawn(write_lines(queue, out, name, Arc::clone(&counters), done));
         AuditSink {
             lines,
             counters,
@@ -227,16 +232,23 @@ fn write_counted(writer: &mut dyn Write, batch: &[u8], bytes: &AtomicU64) -> std
 }
 
 /// The writer task: batches queued lines and writes each batch at once,
-/// until every sender is gone and the queue is empty.
+/// until every sender is gone and the queue is empty. A batch that cannot
+/// be written (a full disk) is dropped and counted, and the next one is
+/// tried again: writing resumes once the sink takes bytes again, after a
+/// newline that ends a line the failure may have cut. `name` says which
+/// sink in the log lines.
 async fn write_lines(
     mut queue: mpsc::Receiver<String>,
     out: Box<dyn Write + Send>,
+    name: String,
     counters: Arc<Counters>,
     done: watch::Sender<bool>,
 ) {
     let mut out = Some(out);
     let mut lines = Vec::new();
     let mut buffer = Vec::new();
+    // Lines dropped since the last write failed (None: writing).
+    let mut failing: Option<u64> = None;
     while queue.recv_many(&mut lines, MAX_BATCH_LINES).await > 0 {
         let count = lines.len() as u64;
         let Some(mut writer) = out.take() else {
@@ -246,6 +258,9 @@ async fn write_lines(
             continue;
         };
         buffer.clear();
+        if failing.is_some() {
+            buffer.push(b'\n');
+        }
         for line in lines.drain(..) {
             buffer.extend_from_slice(line.as_bytes());
             if !line.ends_with('\n') {
@@ -267,17 +282,30 @@ async fn write_lines(
                 if batch.capacity() <= KEEP_BUFFER_BYTES {
                     buffer = batch;
                 }
+                if let Some(dropped) = failing.take() {
+                    tracing::warn!(
+                        sink = %name,
+                        dropped,
+                        "the audit log is written again; lines of calls in between were dropped (audit_lines_dropped_total)"
+                    );
+                }
             }
-            Ok((_, _, Err(error))) => {
-                tracing::error!(
-                    %error,
-                    "cannot write the audit log; audit lines are dropped from now on"
-                );
+            Ok((writer, _, Err(error))) => {
+                if failing.is_none() {
+                    tracing::error!(
+                        sink = %name,
+                        %error,
+                        "cannot write the audit log; audit lines are dropped (and counted) until it takes lines again"
+                    );
+                }
+                *failing.get_or_insert(0) += count;
+                out = Some(writer);
                 counters.lost.fetch_add(count, Ordering::AcqRel);
                 counters.dropped.fetch_add(count, Ordering::Relaxed);
             }
             Err(error) => {
                 tracing::error!(
+                    sink = %name,
                     %error,
                     "the audit log writer stopped; audit lines are dropped from now on"
                 );
@@ -374,7 +402,7 @@ mod tests {
     #[tokio::test]
     async fn zero_capacity_means_one() {
         let out = Shared::default();
-        let sink = AuditSink::start(&Handle::current(), Box::new(out.clone()), 0);
+        let sink = AuditSink::start(&Handle::current(), Box::new(out.clone()), "test".into(), 0);
         let (written, dropped) = write_all_and_finish(sink, &lines(0..1)).await;
         assert_eq!((written, dropped), (1, 0));
     }
@@ -423,7 +451,7 @@ mod tests {
             out: out.clone(),
         };
         let capacity = 4;
-        let sink = AuditSink::start(&Handle::current(), Box::new(stuck), capacity);
+        let sink = AuditSink::start(&Handle::current(), Box::new(stuck), "test".into(), capacity);
         let sent = lines(0..101);
 
         // The first line reaches the writer, which gets stuck on it.
@@ -457,7 +485,7 @@ mod tests {
             gate: gate_rx,
             out: Shared::default(),
         };
-        let sink = AuditSink::start(&Handle::current(), Box::new(stuck), 64);
+        let sink = AuditSink::start(&Handle::current(), Box::new(stuck), "test".into(), 64);
         sink.write("first".to_owned());
         started.recv().await.unwrap();
         for line in lines(0..10) {
@@ -489,7 +517,12 @@ mod tests {
             }
         }
         let out = Shared::default();
-        let sink = AuditSink::start(&Handle::current(), Box::new(Slow(out.clone())), 2048);
+        let sink = AuditSink::start(
+            &Handle::current(),
+            Box::new(Slow(out.clone())),
+            "test".into(),
+            2048,
+        );
         // ~100 KiB in one batch: about 25 writes, 0.5 s, each well within
         // the stall but all together far beyond it.
         let sent: Vec<String> = (0..1000).map(|i| format!("{i:0>99}")).collect();
@@ -506,31 +539,65 @@ mod tests {
         assert_eq!(text.lines().count(), sent.len());
     }
 
-    /// A target whose writes fail, counting the attempts.
-    struct Failing(Arc<AtomicU64>);
+    /// A target whose writes fail while `full` is set (a full disk),
+    /// counting the attempts.
+    #[derive(Clone, Default)]
+    struct Flaky {
+        out: Shared,
+        full: Arc<std::sync::atomic::AtomicBool>,
+        attempts: Arc<AtomicU64>,
+    }
 
-    impl Write for Failing {
-        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-            self.0.fetch_add(1, Ordering::Relaxed);
-            Err(io::Error::other("disk on fire"))
+    impl Write for Flaky {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.attempts.fetch_add(1, Ordering::Relaxed);
+            if self.full.load(Ordering::Relaxed) {
+                return Err(io::Error::other("No space left on device"));
+            }
+            self.out.write(bytes)
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
     }
 
+    /// Sends `sent` one at a time, each once the writer took the one before
+    /// (so each is a batch of its own).
+    async fn write_one_by_one(sink: &AuditSink, sent: &[String]) {
+        for line in sent {
+            let before = sink.counters.pending();
+            sink.write(line.clone());
+            for _ in 0..1000 {
+                if sink.counters.pending() <= before {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+    }
+
     #[tokio::test]
-    async fn after_a_write_error_lines_are_dropped_not_retried() {
-        let attempts = Arc::new(AtomicU64::new(0));
+    async fn while_writes_fail_lines_are_dropped_and_writing_resumes_after() {
+        let target = Flaky::default();
         let sink = AuditSink::start(
             &Handle::current(),
-            Box::new(Failing(Arc::clone(&attempts))),
+            Box::new(target.clone()),
+            "test".into(),
             64,
         );
-        let sent = lines(0..50);
-        let (written, dropped) = write_all_and_finish(sink, &sent).await;
-        assert_eq!((written, dropped), (0, 50));
-        assert_eq!(attempts.load(Ordering::Relaxed), 1);
+        target.full.store(true, Ordering::Relaxed);
+        write_one_by_one(&sink, &lines(0..5)).await;
+        // Every batch was tried, none written.
+        assert_eq!(target.attempts.load(Ordering::Relaxed), 5);
+        assert!(target.out.0.lock().unwrap().is_empty());
+        // Space again: the next lines are written, after a newline that
+        // ends whatever the failure cut.
+        target.full.store(false, Ordering::Relaxed);
+        write_one_by_one(&sink, &lines(5..8)).await;
+        let (written, dropped) = finish(sink).await;
+        assert_eq!((written, dropped), (3, 5));
+        let text = String::from_utf8(target.out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text, "\n{\"call\":5}\n{\"call\":6}\n{\"call\":7}\n");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
