@@ -367,8 +367,13 @@ fn hyper_status(e: &hyper::Error, when: &str) -> Status {
                 h2::Reason::ENHANCE_YOUR_CALM => Status::resource_exhausted(format!(
                     "upstream refused the call {when}: ENHANCE_YOUR_CALM"
                 )),
-                other if h2.is_go_away() => Status::unavailable(format!(
+                other if h2.is_go_away() && h2.is_remote() => Status::unavailable(format!(
                     "upstream closed the connection {when} (GOAWAY {other:?})"
+                )),
+                // The proxy's own HTTP/2 client found the upstream's frames
+                // invalid and closed the connection (its GOAWAY).
+                other if h2.is_go_away() => Status::unavailable(format!(
+                    "upstream broke the HTTP/2 protocol {when}: the proxy closed the connection ({other:?})"
                 )),
                 other => Status::unavailable(format!("upstream reset the stream {when} ({other:?})")),
             };

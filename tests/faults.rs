@@ -398,7 +398,6 @@ async fn an_http1_answer_gives_every_call_a_status_and_the_proxy_recovers() {
 /// status message says so, rather than blaming a GOAWAY on the upstream
 /// that never sent one.
 #[tokio::test]
-#[ignore = "defect: a protocol error the proxy detects is reported as \"upstream closed the connection (GOAWAY PROTOCOL_ERROR)\""]
 async fn a_protocol_error_the_proxy_detects_is_not_reported_as_the_upstreams_goaway() {
     let upstream = FaultUpstream::start(Mode::Malformed(Malformed::DataOnStreamZero)).await;
     let pki = TestPki::new();
@@ -410,6 +409,10 @@ async fn a_protocol_error_the_proxy_detects_is_not_reported_as_the_upstreams_goa
     assert!(
         !message.contains("upstream closed the connection"),
         "the upstream sent no GOAWAY: {message:?}"
+    );
+    assert!(
+        message.contains("upstream broke the HTTP/2 protocol"),
+        "{message:?}"
     );
 }
 
