@@ -1,6 +1,8 @@
 //! The service under the call metrics and audit layers: it attaches a
 //! call observer to every call's response body, which tells it how the
-//! call ended.
+//! call ended. A call dropped before it has a response (the client reset
+//! it or went away while the upstream had not answered, a connection
+//! closed at the end of its age grace) is told too, without a status.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,7 +12,7 @@ use std::task::{Context, Poll};
 use http::Response;
 use tower_service::Service;
 
-use crate::call::{Call, CallObserver, ResponseBody};
+use crate::call::{Call, CallContext, CallObserver, Ending, ResponseBody};
 use crate::grpc::grpc_status;
 
 /// Attaches an observer to every call's response body; shared by the call
@@ -44,14 +46,33 @@ where
         let Some(observer) = self.observer.clone() else {
             return Box::pin(self.inner.call(call));
         };
-        let ctx = call.ctx.clone();
+        let mut unanswered = Unanswered(Some((call.ctx.clone(), observer)));
         let fut = self.inner.call(call);
         Box::pin(async move {
             let mut resp = fut.await?;
+            let Some((ctx, observer)) = unanswered.0.take() else {
+                return Ok(resp);
+            };
             let status = grpc_status(resp.headers());
             resp.body_mut().observe(&ctx, observer, status);
             Ok(resp)
         })
+    }
+}
+
+/// Tells the observer, when dropped still holding it, that the call ended
+/// before it had a response.
+struct Unanswered(Option<(Arc<CallContext>, Arc<dyn CallObserver>)>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some((ctx, observer)) = self.0.take() {
+            let ending = Ending {
+                grpc_status: None,
+                response_bytes: 0,
+            };
+            observer.call_ended(&ctx, &ending);
+        }
     }
 }
 
@@ -106,6 +127,27 @@ mod tests {
         drop(observed(Some(told.clone()), || ok_response(b"abc")).await);
         let endings = told.endings();
         assert_eq!(endings.len(), 1);
+        assert_eq!(endings[0].grpc_status, None);
+        assert_eq!(endings[0].response_bytes, 0);
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_before_its_response_is_told_without_a_status() {
+        let told = Arc::new(Told::default());
+        let svc = Observed::new(
+            tower::service_fn(|_: Call<()>| {
+                std::future::pending::<Result<Response<ResponseBody>, std::convert::Infallible>>()
+            }),
+            Some(told.clone() as Arc<dyn CallObserver>),
+        );
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            svc.oneshot(call(http::Request::new(()))),
+        )
+        .await;
+        assert!(waited.is_err(), "the call never answers");
+        let endings = told.endings();
+        assert_eq!(endings.len(), 1, "told once, when dropped");
         assert_eq!(endings[0].grpc_status, None);
         assert_eq!(endings[0].response_bytes, 0);
     }
