@@ -202,7 +202,6 @@ async fn a_stream_cut_by_a_dying_upstream_ends_with_a_status_and_calls_recover()
 /// response): a call with a 3 s deadline gets a status within its deadline
 /// and a margin, and the admin listener keeps answering.
 #[tokio::test]
-#[ignore = "defect: a call to an upstream that accepts TCP and never speaks HTTP/2 hangs past its 3 s grpc-timeout; UNAVAILABLE comes only after ~40 s (upstream ping interval + timeout)"]
 async fn a_silent_upstream_gives_a_status_within_the_deadline() {
     let upstream = FaultUpstream::start(Mode::Silent).await;
     let pki = TestPki::new();

@@ -146,6 +146,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_frontend_that_never_speaks_http2_is_unavailable_within_the_connect_timeout() {
+        use crate::layers::testing::config;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accepts and holds the socket, silent.
+        let held = tokio::spawn(async move { listener.accept().await });
+        let (config, _dir) = config(&format!("http://{addr}"), "connect_timeout = \"300ms\"");
+        let pool = crate::upstream::pool(
+            &config.upstream,
+            &config.keepalive,
+            crate::metrics::Metrics::new(10),
+        )
+        .unwrap();
+        let mut svc = Upstream::new(Forward::new(pool, false), MAX);
+        let started = std::time::Instant::now();
+        let err = match svc.call(call(grpc_request(paths::OK, message(b"")))).await {
+            Err(e) => e,
+            Ok(_) => panic!("answered by a silent peer"),
+        };
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(err.kind(), ErrorKind::UpstreamUnavailable);
+        let status = status_of(&err);
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(
+            status
+                .message()
+                .contains("connected, but it sent no HTTP/2 SETTINGS within 300ms"),
+            "{}",
+            status.message()
+        );
+        drop(held);
+    }
+
+    #[tokio::test]
     async fn an_unreachable_frontend_is_an_unavailable_error() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -1,18 +1,26 @@
 //! Opens one HTTP/2 connection to the upstream frontend: TCP (no Nagle),
-//! TLS when the upstream is `https://`, then the hyper HTTP/2 handshake. The
-//! connection's driver task is returned to the pool, which spawns it.
+//! TLS when the upstream is `https://`, then the hyper HTTP/2 handshake,
+//! done when the server's first bytes (its SETTINGS) arrive: hyper's own
+//! handshake returns once its preface is written, so a peer that accepts
+//! and never speaks HTTP/2 would otherwise take calls it never answers.
+//! All of it within `upstream.connect_timeout`. The connection's driver
+//! task is returned to the pool, which spawns it.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::{timeout_at, Instant};
 use tokio_rustls::TlsConnector;
 
 use super::{RequestBody, UpstreamError};
@@ -86,22 +94,20 @@ impl Connector {
     }
 
     pub async fn connect(&self) -> Result<Connected, UpstreamError> {
-        tokio::time::timeout(self.connect_timeout, self.connect_inner())
+        let deadline = Instant::now() + self.connect_timeout;
+        let timed_out = |_| UpstreamError::ConnectTimeout {
+            address: self.address.clone(),
+            after: self.connect_timeout,
+        };
+        let tcp = timeout_at(deadline, self.tcp())
             .await
-            .map_err(|_| UpstreamError::ConnectTimeout {
-                address: self.address.clone(),
-                after: self.connect_timeout,
-            })?
-    }
-
-    async fn connect_inner(&self) -> Result<Connected, UpstreamError> {
-        let tcp = self.tcp().await?;
+            .map_err(timed_out)??;
         match &self.tls {
-            None => self.handshake(tcp).await,
+            None => self.handshake(tcp, deadline).await,
             Some((connector, name)) => {
-                let tls = connector
-                    .connect(name.clone(), tcp)
+                let tls = timeout_at(deadline, connector.connect(name.clone(), tcp))
                     .await
+                    .map_err(timed_out)?
                     .map_err(|source| UpstreamError::Tls {
                         address: self.address.clone(),
                         source,
@@ -111,7 +117,7 @@ impl Connector {
                         address: self.address.clone(),
                     });
                 }
-                self.handshake(tls).await
+                self.handshake(tls, deadline).await
             }
         }
     }
@@ -132,22 +138,53 @@ impl Connector {
         Ok(stream)
     }
 
-    async fn handshake<T>(&self, io: T) -> Result<Connected, UpstreamError>
+    async fn handshake<T>(&self, io: T, deadline: Instant) -> Result<Connected, UpstreamError>
     where
-        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let heard = Arc::new(Notify::new());
+        let io = Heard {
+            io,
+            heard: Some(heard.clone()),
+        };
+        let handshake_failed = |source| UpstreamError::Handshake {
+            address: self.address.clone(),
+            source,
+        };
         let (sender, conn) = self
             .builder
             .handshake(TokioIo::new(io))
             .await
-            .map_err(|source| UpstreamError::Handshake {
-                address: self.address.clone(),
-                source,
-            })?;
+            .map_err(handshake_failed)?;
+        let mut conn = Box::pin(conn);
+        // Until the server's first bytes are read (by the connection task
+        // hyper spawned), or the connection ends first.
+        let first_bytes = async {
+            tokio::select! {
+                () = heard.notified() => None,
+                result = conn.as_mut() => Some(result),
+            }
+        };
+        match timeout_at(deadline, first_bytes).await {
+            Ok(None) => {}
+            Ok(Some(Err(source))) => return Err(handshake_failed(source)),
+            // Closed cleanly before a byte of HTTP/2.
+            Ok(Some(Ok(()))) => {
+                return Err(UpstreamError::Connect {
+                    address: self.address.clone(),
+                    source: std::io::ErrorKind::UnexpectedEof.into(),
+                })
+            }
+            Err(_) => {
+                return Err(UpstreamError::NoSettings {
+                    address: self.address.clone(),
+                    after: self.connect_timeout,
+                })
+            }
+        }
         let peer_max_streams = Arc::new(AtomicUsize::new(usize::MAX));
         let max = peer_max_streams.clone();
         let address = self.address.clone();
-        let mut conn = Box::pin(conn);
         let driver = async move {
             let result = std::future::poll_fn(|cx| {
                 let polled = conn.as_mut().poll(cx);
@@ -170,5 +207,61 @@ impl Connector {
             peer_max_streams,
             driver: Box::pin(driver),
         })
+    }
+}
+
+/// The upstream connection's stream, telling (once) when its first bytes
+/// were read.
+struct Heard<T> {
+    io: T,
+    /// Taken once told.
+    heard: Option<Arc<Notify>>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Heard<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if self.heard.is_some() && buf.filled().len() > before {
+            if let Some(heard) = self.heard.take() {
+                // Kept as a permit if nobody waits yet.
+                heard.notify_one();
+            }
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Heard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

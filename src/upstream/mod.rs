@@ -62,6 +62,9 @@ pub enum UpstreamError {
         #[source]
         source: hyper::Error,
     },
+    /// Connected, but no byte of HTTP/2 (the server's SETTINGS) came back.
+    #[error("upstream {address} unreachable: connected, but it sent no HTTP/2 SETTINGS within {} (is it an HTTP/2 gRPC server?)", humantime::format_duration(*after))]
+    NoSettings { address: String, after: Duration },
     #[error("upstream TLS settings rejected: {0}")]
     TlsConfig(String),
 }
@@ -79,7 +82,9 @@ impl UpstreamError {
             UpstreamError::Tls { .. }
             | UpstreamError::NoAlpn { .. }
             | UpstreamError::TlsConfig(_) => UpstreamFailure::Tls,
-            UpstreamError::Handshake { .. } => UpstreamFailure::Handshake,
+            UpstreamError::Handshake { .. } | UpstreamError::NoSettings { .. } => {
+                UpstreamFailure::Handshake
+            }
             UpstreamError::Connect { .. } => UpstreamFailure::Other,
         }
     }
