@@ -81,6 +81,10 @@ pub enum ProxyError {
     /// The `:path` is not one the frontend would route.
     #[error(transparent)]
     Path(crate::grpc::path::PathError),
+    /// No response head from the upstream within the call's
+    /// `grpc-timeout` (and the deadline layer's margin).
+    #[error("context deadline exceeded (the proxy had no answer from the upstream within the call's grpc-timeout of {})", humantime::format_duration(*.0))]
+    Deadline(std::time::Duration),
     /// The request's protobuf is malformed.
     #[error("{method} request is not valid protobuf: {source}")]
     Protobuf {
@@ -167,6 +171,8 @@ pub enum ErrorKind {
     BadMessage,
     MalformedProtobuf,
     MalformedPath,
+    /// No answer within the call's `grpc-timeout`.
+    DeadlineExceeded,
     /// A response message over the size limit.
     ResponseTooLarge,
     BadResponseFraming,
@@ -192,6 +198,7 @@ impl ErrorKind {
             ErrorKind::BadMessage => "bad_message",
             ErrorKind::MalformedProtobuf => "malformed_protobuf",
             ErrorKind::MalformedPath => "malformed_path",
+            ErrorKind::DeadlineExceeded => "deadline_exceeded",
             ErrorKind::ResponseTooLarge => "response_too_large",
             ErrorKind::BadResponseFraming => "bad_response_framing",
         }
@@ -224,6 +231,7 @@ impl ProxyError {
             ProxyError::Message { .. } | ProxyError::Request(_) => ErrorKind::BadMessage,
             ProxyError::Protobuf { .. } => ErrorKind::MalformedProtobuf,
             ProxyError::Path(_) => ErrorKind::MalformedPath,
+            ProxyError::Deadline(_) => ErrorKind::DeadlineExceeded,
             ProxyError::Response(LimitError::TooLarge { .. }) => ErrorKind::ResponseTooLarge,
             ProxyError::Response(_) => ErrorKind::BadResponseFraming,
         }
@@ -273,6 +281,8 @@ pub fn status_of(err: &ProxyError) -> Status {
         }
         ProxyError::TokenNamespace(e) => Status::unavailable(e.to_string()),
         ProxyError::Path(e) => Status::unimplemented(e.to_string()),
+        // grpc-go's words for a deadline that passed.
+        ProxyError::Deadline(_) => Status::deadline_exceeded(err.to_string()),
         ProxyError::Protobuf { method, source } => Status::internal(format!(
             "grpc: error unmarshalling request: {} (the proxy read the {method} request: {source})",
             go_proto_error(source)

@@ -199,8 +199,9 @@ async fn a_stream_cut_by_a_dying_upstream_ends_with_a_status_and_calls_recover()
 // --- 2. An upstream that accepts and never answers -------------------------
 
 /// An upstream that accepts TCP and then says nothing (no SETTINGS, no
-/// response): a call with a 3 s deadline gets a status within its deadline
-/// and a margin, and the admin listener keeps answering.
+/// response): a call with a 3 s deadline gets DEADLINE_EXCEEDED at its
+/// deadline (plus the proxy's margin), and the admin listener keeps
+/// answering. (Before, it hung for 40 s.)
 #[tokio::test]
 async fn a_silent_upstream_gives_a_status_within_the_deadline() {
     let upstream = FaultUpstream::start(Mode::Silent).await;
@@ -226,12 +227,50 @@ async fn a_silent_upstream_gives_a_status_within_the_deadline() {
     assert_eq!(health.0, 200, "the admin listener answers during the call");
     let (status, message) = assert_failed_with_status(&reply, "a call to a silent upstream");
     eprintln!("silent upstream: status {status} {message:?}");
+    assert_eq!(status, code::DEADLINE_EXCEEDED, "{reply:?}");
+    let elapsed = reply.as_ref().unwrap().elapsed;
     assert!(
-        [code::DEADLINE_EXCEEDED, code::UNAVAILABLE].contains(&status),
-        "{reply:?}"
+        elapsed < Duration::from_secs(5),
+        "the status came {elapsed:?} into a 3 s call"
     );
     assert!(upstream.accepted() >= 1);
 
+    upstream.set_mode(Mode::Healthy);
+    until_ok(&conn).await;
+}
+
+/// A frontend that speaks HTTP/2 (SETTINGS, PING answers) but never answers
+/// a call: each call gets DEADLINE_EXCEEDED at its own deadline, in
+/// grpc-go's words, and the connection is kept for the calls after.
+#[tokio::test]
+async fn a_hung_upstream_gives_each_call_deadline_exceeded_at_its_deadline() {
+    let upstream = FaultUpstream::start(Mode::Hung).await;
+    let pki = TestPki::new();
+    let proxy = ProxyProcess::start(&config(&pki, &upstream.url(), "")).await;
+    let conn = proxy.grpc(&pki, &pki.client).await;
+    for deadline in ["1S", "2000m"] {
+        let reply = conn
+            .unary_timeout(
+                path::GET_SYSTEM_INFO,
+                &pb::get_system_info(),
+                &[("grpc-timeout", deadline)],
+                Duration::from_secs(10),
+            )
+            .await;
+        let (status, message) = assert_failed_with_status(&reply, "a call to a hung upstream");
+        assert_eq!(status, code::DEADLINE_EXCEEDED, "{reply:?}");
+        assert!(
+            message.starts_with("context deadline exceeded ("),
+            "{message:?}"
+        );
+        let elapsed = reply.as_ref().unwrap().elapsed;
+        assert!(
+            elapsed < Duration::from_secs(4),
+            "{deadline}: the status came after {elapsed:?}"
+        );
+    }
+    // Both calls reached it (the proxy's own health checks may add more).
+    assert!(upstream.streams() >= 2, "{}", upstream.streams());
     upstream.set_mode(Mode::Healthy);
     until_ok(&conn).await;
 }

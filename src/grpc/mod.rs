@@ -1,13 +1,15 @@
 //! gRPC on the wire, with no knowledge of the rest of the proxy: the call's
 //! path (`path`), length-prefixed messages and bounded decompression
 //! (`frame`), per-message size limits on streaming bodies (`scan`), a
-//! request body replayed after inspection (`replay`), and the header names
+//! request body replayed after inspection (`replay`), the call's
+//! `grpc-timeout` (`timeout`), and the header names
 //! and status fields the per-call path reads.
 
 pub mod frame;
 pub mod path;
 mod replay;
 pub mod scan;
+pub mod timeout;
 
 pub use replay::Replay;
 
@@ -18,6 +20,7 @@ pub mod names {
 
     pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
     pub const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+    pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
     pub const TEMPORAL_NAMESPACE: HeaderName = HeaderName::from_static("temporal-namespace");
     pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
     pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");

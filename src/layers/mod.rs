@@ -6,6 +6,7 @@ pub mod audit;
 pub mod authz;
 pub mod call;
 pub mod call_metrics;
+pub mod deadline;
 pub mod identity_header;
 pub mod local_health;
 pub mod message_size;

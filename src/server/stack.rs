@@ -22,6 +22,7 @@ use crate::layers::audit::AuditLayer;
 use crate::layers::authz::{AuthzLayer, ConnAuthz, ReadLimits};
 use crate::layers::call::CallLayer;
 use crate::layers::call_metrics::CallMetricsLayer;
+use crate::layers::deadline::DeadlineLayer;
 use crate::layers::identity_header::IdentityHeaderLayer;
 use crate::layers::local_health::LocalHealthLayer;
 use crate::layers::message_size::MessageSizeLayer;
@@ -97,6 +98,11 @@ pub fn build(
         // Any error from below (denials, bad requests, upstream failures)
         // becomes a gRPC status here, never a reset.
         .layer(RescueLayer)
+        // A call with a grpc-timeout and no answer by then (plus a margin
+        // that leaves a working frontend's own answer to it) is answered
+        // DEADLINE_EXCEEDED: an upstream that never answers holds no call
+        // past its deadline.
+        .layer(DeadlineLayer)
         // A path the frontend would not route is refused as it refuses it,
         // before any layer reads the body or looks the method up.
         .layer(PathLayer)

@@ -68,6 +68,9 @@ pub enum Mode {
     /// A proper SETTINGS exchange; every stream is reset (RST_STREAM
     /// INTERNAL_ERROR) as soon as its HEADERS arrive.
     ResetEveryStream,
+    /// A proper SETTINGS exchange and PINGs answered, but no stream is ever
+    /// answered (a hung frontend).
+    Hung,
     /// After SETTINGS, each stream's HEADERS are answered with a malformed
     /// frame of this kind (see [`Malformed`]).
     Malformed(Malformed),
@@ -404,6 +407,7 @@ async fn serve_raw(
                 shared.streams.fetch_add(1, Ordering::SeqCst);
                 last_stream = last_stream.max(stream);
                 match mode {
+                    Mode::Hung => continue,
                     Mode::Malformed(kind) => malformed(kind, stream),
                     _ => frame(
                         frame_type::RST_STREAM,
