@@ -7,8 +7,9 @@
 #                                   # (or to `cargo test` without nextest)
 #
 # Environment: CI=true makes a missing tool that cannot be installed a hard
-# failure. SKIP_LINT=1 skips rustfmt and clippy, FUZZ=0 the fuzz targets
-# (local iteration only).
+# failure. SKIP_LINT=1 skips rustfmt and clippy, FUZZ=0 the fuzz targets,
+# SOAK=0 the 2-minute soak (local iteration only); SOAK_SECONDS sets the
+# soak's length (default 120).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -59,6 +60,30 @@ if [ "$HAVE_NEXTEST" = 1 ]; then
     step "tests (nextest)" cargo nextest run --workspace --locked --no-fail-fast "$@"
 else
     step "tests (cargo test)" cargo test --workspace --locked --no-fail-fast --lib --bins --tests "$@"
+fi
+
+# The soak benchmark, 2 minutes (benches/soak.py; SOAK_SECONDS to change):
+# real SDK workers, the load generator, connection churn, reloads and two
+# upstream restarts through the debug proxy; fails on any failure the
+# restarts do not explain or a component that dies. Not with a filter, or
+# SOAK=0 outside CI.
+soak() {
+    if ! "${TMP_PYTHON:-false}" -c 'import temporalio' 2>/dev/null || [ ! -x "${TEMPORAL_BIN:-}" ]; then
+        printf 'scripts/test.sh: the soak needs the venv Python with temporalio and the temporal CLI (scripts/tools.sh)\n' >&2
+        return 1
+    fi
+    # Already built by the test step; builds what is missing.
+    cargo build --workspace --locked --bins -q &&
+        "$TMP_PYTHON" benches/soak.py --duration "${SOAK_SECONDS:-120}" \
+            --proxy target/debug/temporal-mtls-proxy --loadgen target/debug/temporal-loadgen
+}
+if [ $# -gt 0 ] || { [ "${SOAK:-1}" = 0 ] && [ "$CI" != true ]; }; then
+    RESULTS+=("skipped soak (a filtered run, or SOAK=0)")
+elif [ "$CI" != true ] && { ! "${TMP_PYTHON:-false}" -c 'import temporalio' 2>/dev/null || [ ! -x "${TEMPORAL_BIN:-}" ]; }; then
+    printf 'scripts/test.sh: warning: no venv Python with temporalio or no temporal CLI; skipping the soak\n' >&2
+    RESULTS+=("skipped soak (tools missing; CI=true fails instead)")
+else
+    step "soak (2 min)" soak
 fi
 
 # Every fuzz target briefly (scripts/fuzz.sh: FUZZ_SECONDS each, default
