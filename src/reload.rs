@@ -272,6 +272,8 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         || old.upstream.connect_timeout != new.upstream.connect_timeout
         || old.upstream.max_concurrent_streams != new.upstream.max_concurrent_streams
         || old.upstream.initial_stream_window_size != new.upstream.initial_stream_window_size
+        || old.upstream.max_connections != new.upstream.max_connections
+        || old.upstream.max_connection_idle != new.upstream.max_connection_idle
         || old
             .upstream
             .tls

@@ -111,3 +111,68 @@ async fn more_upstream_connections_when_streams_run_out() {
     let opened = proxy.upstream_connections_opened();
     assert_eq!(opened, 3, "5 concurrent calls at 2 streams per connection");
 }
+
+/// `upstream.max_connections` caps the connections however many calls are
+/// held (10 long polls at 2 streams per connection would want 5; the cap
+/// is 3 and every poll still completes), and connections left idle for
+/// `upstream.max_connection_idle` are closed, all but one. Before, 10,000
+/// held calls opened 100 connections and none was ever closed.
+#[tokio::test]
+async fn upstream_connections_are_capped_and_idle_ones_closed() {
+    let temporal = TemporalServer::start(&[]).await;
+    let pki = TestPki::new();
+    let proxy = ProxyProcess::start(&config(
+        &pki,
+        &temporal.url(),
+        "max_concurrent_streams = 2\nmax_connections = 3\nmax_connection_idle = \"1s\"\n\
+         [runtime]\nworker_threads = 1",
+    ))
+    .await;
+    let tls = ClientTls::mtls(&pki.ca, &pki.client.cert, &pki.client.key, "localhost");
+    let conn = std::sync::Arc::new(GrpcConn::connect(proxy.addr, Some(&tls)).await.unwrap());
+    let polls: Vec<_> = (0..10)
+        .map(|i| {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                conn.poll_workflow_task_queue(
+                    "default",
+                    &format!("capped-{i}"),
+                    Duration::from_secs(3),
+                )
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    for poll in polls {
+        let reply = poll.await.unwrap();
+        assert!(reply.is_ok(), "{reply:?}");
+    }
+    assert_eq!(proxy.upstream_connections_opened(), 3, "the cap");
+    // Idle for 1 s, checked every second: all but one closed within a few.
+    let gauge = "temporal_mtls_proxy_upstream_connections_open ";
+    let mut open = None;
+    for _ in 0..50 {
+        let (_, metrics) = proxy.admin_get("/metrics").await;
+        open = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(gauge))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if open == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(open, Some(1.0), "idle upstream connections left open");
+    // The one kept still serves.
+    let reply = conn
+        .unary(
+            support::grpc::path::GET_SYSTEM_INFO,
+            &support::grpc::pb::get_system_info(),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(reply.is_ok(), "{reply:?}");
+    assert_eq!(proxy.upstream_connections_opened(), 3, "no new connection");
+}

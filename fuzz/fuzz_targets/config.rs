@@ -43,6 +43,8 @@ const SECTIONS: [(&str, &[&str]); 14] = [
             "connect_timeout",
             "max_concurrent_streams",
             "initial_stream_window_size",
+            "max_connections",
+            "max_connection_idle",
         ],
     ),
     ("shutdown", &["drain_timeout", "unready_delay"]),

@@ -100,6 +100,12 @@ impl Config {
         }
         let _ = writeln!(o, "connect_timeout = {}", duration(up.connect_timeout));
         let _ = writeln!(o, "max_concurrent_streams = {}", up.max_concurrent_streams);
+        let _ = writeln!(o, "max_connections = {}", up.max_connections);
+        let _ = writeln!(
+            o,
+            "max_connection_idle = {}",
+            duration(up.max_connection_idle)
+        );
         let _ = writeln!(
             o,
             "initial_stream_window_size = {}",

@@ -192,6 +192,11 @@ pub struct UpstreamConfig {
     /// whose client does not read can hold in the proxy (the connection
     /// window is large, so such streams never hold up the others).
     pub initial_stream_window_size: u32,
+    /// Upstream connections one worker thread opens at most; past it,
+    /// calls share the open ones beyond `max_concurrent_streams`.
+    pub max_connections: u32,
+    /// A connection without calls for this long is closed (all but one).
+    pub max_connection_idle: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -53,6 +53,8 @@ pub struct RawUpstream {
     pub connect_timeout: Option<String>,
     pub max_concurrent_streams: Option<u32>,
     pub initial_stream_window_size: Option<RawSize>,
+    pub max_connections: Option<u32>,
+    pub max_connection_idle: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

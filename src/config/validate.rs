@@ -24,6 +24,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longer than Temporal's 70 s long polls, so a drain lets them finish.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(90);
 pub const DEFAULT_UPSTREAM_STREAMS: u32 = 100;
+/// `upstream.max_connections`: per worker thread.
+pub const DEFAULT_UPSTREAM_CONNECTIONS: u32 = 16;
+/// `upstream.max_connection_idle`.
+pub const DEFAULT_UPSTREAM_IDLE: Duration = Duration::from_secs(5 * 60);
 
 /// `shape` holds the keys parsing already found wrong (unknown, or of the
 /// wrong type): they come first, and are not reported again as missing.
@@ -215,6 +219,25 @@ fn validate_upstream(p: &mut Problems, raw: RawUpstream, base: &Path) -> Option<
         }
         Some(n) => n,
     };
+    let max_connections = match raw.max_connections {
+        None => DEFAULT_UPSTREAM_CONNECTIONS,
+        Some(0) => {
+            p.add("upstream.max_connections", "must be at least 1");
+            DEFAULT_UPSTREAM_CONNECTIONS
+        }
+        Some(n) => n,
+    };
+    let max_connection_idle = p.duration(
+        "upstream.max_connection_idle",
+        raw.max_connection_idle.as_deref(),
+        DEFAULT_UPSTREAM_IDLE,
+    );
+    if max_connection_idle < Duration::from_secs(1) {
+        p.add(
+            "upstream.max_connection_idle",
+            "must be at least 1s (idle upstream connections are checked once a second at most)",
+        );
+    }
     let initial_stream_window_size = p.size(
         "upstream.initial_stream_window_size",
         raw.initial_stream_window_size,
@@ -318,6 +341,8 @@ fn validate_upstream(p: &mut Problems, raw: RawUpstream, base: &Path) -> Option<
         connect_timeout,
         max_concurrent_streams,
         initial_stream_window_size,
+        max_connections,
+        max_connection_idle,
     })
 }
 

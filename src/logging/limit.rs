@@ -113,7 +113,7 @@ fn now_second() -> u64 {
 }
 
 /// Every site, for the metrics.
-pub static SITES: [&Site; 13] = [
+pub static SITES: [&Site; 14] = [
     &HANDSHAKE_REFUSED,
     &CONNECTION_LIMIT,
     &TOO_MANY_PINGS,
@@ -127,6 +127,7 @@ pub static SITES: [&Site; 13] = [
     &CALL_REFUSED,
     &MESSAGE_TOO_LARGE,
     &UPSTREAM_CONNECT_FAILED,
+    &UPSTREAM_CONNECTION_CAP,
 ];
 
 pub static HANDSHAKE_REFUSED: Site = Site::new("handshake_refused");
@@ -145,6 +146,7 @@ pub static CALL_DENIED: Site = Site::new("call_denied");
 pub static CALL_REFUSED: Site = Site::new("call_refused");
 pub static MESSAGE_TOO_LARGE: Site = Site::new("message_too_large");
 pub static UPSTREAM_CONNECT_FAILED: Site = Site::new("upstream_connect_failed");
+pub static UPSTREAM_CONNECTION_CAP: Site = Site::new("upstream_connection_cap");
 
 #[cfg(test)]
 mod tests {

@@ -97,5 +97,13 @@ pub fn pool(
     metrics: Arc<Metrics>,
 ) -> Result<Arc<Pool>, UpstreamError> {
     let connector = connector::Connector::new(config, keepalive)?;
-    Ok(Pool::new(connector, config.max_concurrent_streams, metrics))
+    Ok(Pool::new(
+        connector,
+        pool::Limits {
+            max_streams: config.max_concurrent_streams as usize,
+            max_connections: config.max_connections as usize,
+            max_idle: config.max_connection_idle,
+        },
+        metrics,
+    ))
 }
