@@ -194,8 +194,9 @@ fn run(
         step(&mut guard, op, &mut read, &mut sent, &mut eof);
     }
     // Drain both ways; a read may wait for hyper's write to reach a frame
-    // boundary, so alternate.
-    for _ in 0..100_000 {
+    // boundary, so alternate. Each turn moves at least one byte (socket
+    // reads and writes may be a byte each) until both are done.
+    for _ in 0..server.len() + input.len() + 1000 {
         if eof && sent == server.len() {
             break;
         }
