@@ -26,6 +26,31 @@ pub mod names {
     pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 }
 
+/// The name of a gRPC status code, as grpc-go and the SDKs spell it;
+/// `None` for a number outside 0..=16.
+pub fn code_name(code: i32) -> Option<&'static str> {
+    Some(match code {
+        0 => "OK",
+        1 => "CANCELLED",
+        2 => "UNKNOWN",
+        3 => "INVALID_ARGUMENT",
+        4 => "DEADLINE_EXCEEDED",
+        5 => "NOT_FOUND",
+        6 => "ALREADY_EXISTS",
+        7 => "PERMISSION_DENIED",
+        8 => "RESOURCE_EXHAUSTED",
+        9 => "FAILED_PRECONDITION",
+        10 => "ABORTED",
+        11 => "OUT_OF_RANGE",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        16 => "UNAUTHENTICATED",
+        _ => return None,
+    })
+}
+
 /// The numeric `grpc-status` in `headers`, if any.
 pub fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
     headers
