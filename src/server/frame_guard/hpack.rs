@@ -129,12 +129,17 @@ const STATIC_NAMES: [&str; 61] = [
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     size: usize,
+    /// The name's length as the client's encoder counts it.
     name_len: usize,
     name: Name,
     /// The entry's name or value was rewritten: a field using it is one
     /// grpc-go would refuse.
     tainted_name: bool,
     tainted_value: bool,
+    /// An empty name that h2 holds as `x`, one byte longer than the
+    /// client's: a field taking its name from here gives a byte of its
+    /// value back, or the tables would drift apart.
+    grown_name: bool,
 }
 
 /// What to do with a block.
@@ -190,6 +195,9 @@ struct Literal {
     name: Name,
     name_len: usize,
     tainted_name: bool,
+    /// The name comes from an entry h2 holds one byte longer
+    /// ([`Entry::grown_name`]).
+    grown_name: bool,
 }
 
 impl HeaderCheck {
@@ -252,6 +260,10 @@ impl HeaderCheck {
             if cursor.string(&mut self.value).is_none() {
                 return Verdict::Broken;
             }
+            // The entry's size as the client counts it: the rewrites below
+            // keep a field's total length, but may move a byte from value
+            // to name.
+            let size = literal.name_len + self.value.len() + ENTRY_OVERHEAD;
             #[cfg(test)]
             if literal.name_index == 0 {
                 self.literals.push((self.name.clone(), self.value.clone()));
@@ -262,13 +274,14 @@ impl HeaderCheck {
             }
             malformed |= fix.malformed || literal.tainted_name;
             if kind == 0x40 {
-                let size = literal.name_len + self.value.len() + ENTRY_OVERHEAD;
+                let grown = matches!(&fix.new_name, Some(new) if new.len() > literal.name_len);
                 self.insert(Entry {
                     size,
                     name_len: literal.name_len,
                     name: literal.name,
                     tainted_name: literal.tainted_name || fix.new_name.is_some(),
                     tainted_value: fix.malformed && fix.new_name.is_none(),
+                    grown_name: literal.grown_name || grown,
                 });
             }
             if fix.rewrite {
@@ -303,14 +316,20 @@ impl HeaderCheck {
                 name,
                 name_len: self.name.len(),
                 tainted_name: false,
+                grown_name: false,
             });
         }
-        let (name, name_len, tainted_name) = match self.entry(name_index) {
+        let (name, name_len, tainted_name, grown_name) = match self.entry(name_index) {
             Lookup::Static => {
                 let text = STATIC_NAMES[name_index - 1];
-                (classify(text.as_bytes()), text.len(), false)
+                (classify(text.as_bytes()), text.len(), false, false)
             }
-            Lookup::Dynamic(entry) => (entry.name, entry.name_len, entry.tainted_name),
+            Lookup::Dynamic(entry) => (
+                entry.name,
+                entry.name_len,
+                entry.tainted_name,
+                entry.grown_name,
+            ),
             Lookup::Missing => return None,
         };
         Some(Literal {
@@ -320,6 +339,7 @@ impl HeaderCheck {
             name,
             name_len,
             tainted_name,
+            grown_name,
         })
     }
 
@@ -355,9 +375,20 @@ impl HeaderCheck {
                     new.push(b'x');
                 }
                 fix.new_name = Some(new);
+            } else if literal.grown_name {
+                // h2 holds the entry's name as `x`, the client as empty:
+                // the value gives that byte back, as when the name was
+                // first given one. With none to give, only a field outside
+                // the table may be a byte longer.
+                if !self.value.is_empty() {
+                    self.value.remove(0);
+                } else if literal.kind == 0x40 {
+                    fix.unfixable = true;
+                    return fix;
+                }
             }
             fix.malformed = true;
-            fix.rewrite = literal.name_index == 0;
+            fix.rewrite = literal.name_index == 0 || literal.grown_name;
         }
         for byte in self.value.iter_mut() {
             let control = (*byte < 0x20 && *byte != b'\t') || *byte == 0x7f;
@@ -810,6 +841,54 @@ mod tests {
         );
         let mut check = HeaderCheck::default();
         assert_eq!(check.check(&[0x42, 0x00], true), Verdict::Broken);
+    }
+
+    /// Found by the `hpack` fuzz target: an indexed empty name is given
+    /// the name `x` and a byte of its value, so its entry keeps its size;
+    /// but the check counted the entry a byte short, and a later field
+    /// naming that entry (h2 reads the name as `x`, the client as empty)
+    /// came out a byte longer in h2's table. The tables drifted apart and
+    /// a later block's index failed h2's decoding for the whole connection.
+    #[test]
+    fn an_empty_name_given_one_keeps_both_tables_alike_when_named_again() {
+        let mut check = HeaderCheck::default();
+        let mut client = loona_hpack::Decoder::new();
+        let mut h2_side = loona_hpack::Decoder::new();
+        let blocks: [&[u8]; 3] = [
+            // Incrementally indexed, empty name, value "v".
+            &[0x40, 0x00, 0x01, b'v'],
+            // Incrementally indexed, name from entry 62 (that one), "cd";
+            // then not indexed, name from entry 63 (still that one), "e".
+            &[0x7e, 0x02, b'c', b'd', 0x0f, 0x30, 0x01, b'e'],
+            // Not indexed, name from entry 62 (the second one), no value.
+            &[0x0f, 0x2f, 0x00],
+        ];
+        for block in blocks {
+            let (out, marked) = passed(&mut check, block, true);
+            assert!(marked, "{block:?}");
+            let sent = decode(&mut client, block);
+            let seen = decode(&mut h2_side, &out);
+            // Each marked malformed: `te: x` after the fields.
+            assert_eq!(sent.len() + 1, seen.len());
+            assert_eq!(seen.last(), Some(&(b"te".to_vec(), b"x".to_vec())));
+            for ((sn, sv), (hn, hv)) in sent.iter().zip(&seen) {
+                assert!(sn.is_empty(), "{sn:?}");
+                assert_eq!(hn, b"x");
+                // Of the same length, but for a field that has no value to
+                // give and is not indexed.
+                if sv.is_empty() {
+                    assert!(hv.is_empty());
+                } else {
+                    assert_eq!(sv.len(), 1 + hv.len(), "{sv:?} seen as {hv:?}");
+                }
+            }
+        }
+        // The two entries as the client counts them: 0 + 1 + 32 and
+        // 0 + 2 + 32.
+        assert_eq!(check.size, 33 + 34);
+        // An indexed field of an empty name with no value to give, named
+        // from the table: no rewrite of the same size, so Broken.
+        assert_eq!(check.check(&[0x7e, 0x00], true), Verdict::Broken);
     }
 
     #[test]
