@@ -8,34 +8,12 @@ mod support;
 use std::time::Duration;
 
 use support::cli::CliTls;
-use support::grpc::{pb, raw_tls, ClientTls};
-use support::pki::TestPki;
+use support::grpc::{pb, ClientTls};
+use support::pki::{cert_der, TestPki};
 use support::proxy::{config, ProxyProcess};
 use support::temporal::TemporalServer;
 
 const WS: &str = "/temporal.api.workflowservice.v1.WorkflowService";
-
-async fn served_certificate(proxy: &ProxyProcess, pki: &TestPki) -> Vec<u8> {
-    let tls = ClientTls::mtls(&pki.ca, &pki.client.cert, &pki.client.key, "localhost");
-    let stream = raw_tls(proxy.addr, &tls).await.expect("handshake");
-    stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .expect("server certificate")[0]
-        .to_vec()
-}
-
-fn pem_der(path: &std::path::Path) -> Vec<u8> {
-    let text = std::fs::read(path).unwrap();
-    let mut reader = &text[..];
-    let cert = rustls_pki_types::pem::PemObject::pem_reader_iter(&mut reader)
-        .next()
-        .expect("a certificate")
-        .expect("valid PEM");
-    let cert: rustls_pki_types::CertificateDer<'static> = cert;
-    cert.to_vec()
-}
 
 async fn wait_reload(proxy: &ProxyProcess, message_prefix: &str, seen_before: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -74,8 +52,8 @@ async fn certificates_and_ca_rotate_under_a_running_worker() {
     let temporal = TemporalServer::start(&[]).await;
     let pki = TestPki::new();
     let proxy = ProxyProcess::start(&config(&pki, &temporal.url(), "")).await;
-    let original = served_certificate(&proxy, &pki).await;
-    assert_eq!(original, pem_der(&pki.server_cert));
+    let original = proxy.served_certificate(&pki).await;
+    assert_eq!(original, cert_der(&pki.server_cert));
 
     // A worker runs workflows (one started every 0.3 s) through the rotation.
     let tls = CliTls::mtls(&pki.ca, &pki.client.cert, &pki.client.key, "localhost");
@@ -106,9 +84,9 @@ async fn certificates_and_ca_rotate_under_a_running_worker() {
     std::fs::copy(&key, &pki.server_key).unwrap();
     std::fs::copy(&cert, &pki.server_cert).unwrap();
     wait_reload(&proxy, "reloaded", reloads).await;
-    let rotated = served_certificate(&proxy, &pki).await;
+    let rotated = proxy.served_certificate(&pki).await;
     assert_ne!(rotated, original);
-    assert_eq!(rotated, pem_der(&cert));
+    assert_eq!(rotated, cert_der(&cert));
 
     // A CA bundle with a second CA: its clients get in, the old ones too.
     let stranger = pki.other_ca();
@@ -158,7 +136,7 @@ async fn broken_certificate_is_refused_and_the_old_one_keeps_serving() {
     let temporal = TemporalServer::start(&[]).await;
     let pki = TestPki::new();
     let proxy = ProxyProcess::start(&config(&pki, &temporal.url(), "")).await;
-    let original = served_certificate(&proxy, &pki).await;
+    let original = proxy.served_certificate(&pki).await;
     let refusals = count(&proxy, "reload refused");
     std::fs::write(
         &pki.server_cert,
@@ -180,7 +158,7 @@ async fn broken_certificate_is_refused_and_the_old_one_keeps_serving() {
         "{line}"
     );
     // New handshakes still get the old certificate, and calls work.
-    assert_eq!(served_certificate(&proxy, &pki).await, original);
+    assert_eq!(proxy.served_certificate(&pki).await, original);
     let conn = proxy.grpc(&pki, &pki.client).await;
     let r = conn
         .unary(&format!("{WS}/GetSystemInfo"), &pb::get_system_info(), &[])
@@ -192,7 +170,7 @@ async fn broken_certificate_is_refused_and_the_old_one_keeps_serving() {
     std::fs::copy(&pki.expired().cert, &pki.server_cert).unwrap();
     std::fs::copy(&pki.expired().key, &pki.server_key).unwrap();
     wait_reload(&proxy, "reload refused", refusals).await;
-    assert_eq!(served_certificate(&proxy, &pki).await, original);
+    assert_eq!(proxy.served_certificate(&pki).await, original);
 }
 
 #[tokio::test]

@@ -225,6 +225,18 @@ pub struct TestPki {
     counter: AtomicU64,
 }
 
+/// The first certificate of a PEM file, as DER.
+pub fn cert_der(path: &Path) -> Vec<u8> {
+    let text = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut reader = &text[..];
+    let cert: rustls_pki_types::CertificateDer<'static> =
+        rustls_pki_types::pem::PemObject::pem_reader_iter(&mut reader)
+            .next()
+            .expect("a certificate")
+            .expect("valid PEM");
+    cert.to_vec()
+}
+
 impl Default for TestPki {
     fn default() -> Self {
         Self::new()

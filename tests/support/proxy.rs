@@ -331,6 +331,21 @@ impl ProxyProcess {
             .unwrap_or_else(|e| panic!("connect to the proxy as {}: {e}", who.cn))
     }
 
+    /// The server certificate the proxy serves now (DER), read from a new
+    /// mTLS handshake as the PKI's good client.
+    pub async fn served_certificate(&self, pki: &TestPki) -> Vec<u8> {
+        let tls = ClientTls::mtls(&pki.ca, &pki.client.cert, &pki.client.key, "localhost");
+        let stream = super::grpc::raw_tls(self.addr, &tls)
+            .await
+            .expect("handshake");
+        stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .expect("server certificate")[0]
+            .to_vec()
+    }
+
     /// The admin listener's address (from `Started`, or the child's log
     /// line).
     pub async fn admin_addr(&self) -> SocketAddr {
