@@ -916,7 +916,7 @@ pub fn path_rows() -> Vec<Row> {
         Row::new(g, "query_string", gsi(format!("{ws}/GetSystemInfo?x=1"))).msg(),
         // Same status; the message shows `~` where the client sent `#`:
         // the proxy turns the bytes `http` cannot carry in a path into `~`
-        // below hyper (server::h2_guard::hpack), so it sees the whole path.
+        // below hyper (server::frame_guard::hpack), so it sees the whole path.
         Row::new(g, "fragment", gsi(format!("{ws}/GetSystemInfo#frag"))),
         Row::new(
             g,
