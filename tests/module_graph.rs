@@ -97,6 +97,53 @@ fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
+/// The top-level modules `code` names after `crate::`, also inside a
+/// grouped import (`crate::{a, b::{c, d}}` names `a` and `b`).
+fn modules_used(code: &str) -> Vec<String> {
+    fn ident(s: &str) -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect()
+    }
+    let mut out = Vec::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + 7..];
+        if !rest.starts_with('{') {
+            out.push(ident(rest));
+            continue;
+        }
+        // Each item of the group at depth 1 starts with a module name.
+        let mut depth = 0;
+        let mut item_start = true;
+        for (i, c) in rest.char_indices() {
+            match c {
+                '{' => {
+                    depth += 1;
+                    if depth == 1 {
+                        out.push(ident(&rest[i + 1..]));
+                        item_start = false;
+                    }
+                }
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                ',' if depth == 1 => item_start = true,
+                _ if item_start && depth == 1 && !c.is_whitespace() => {
+                    out.push(ident(&rest[i..]));
+                    item_start = false;
+                }
+                _ => {}
+            }
+        }
+    }
+    out.retain(|m| !m.is_empty());
+    out
+}
+
 #[test]
 fn top_level_modules_only_use_lower_layers() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -119,12 +166,8 @@ fn top_level_modules_only_use_lower_layers() {
         }
         for file in sources {
             let code = code_of(&std::fs::read_to_string(&file).unwrap());
-            for (at, _) in code.match_indices("crate::") {
-                let used: String = code[at + 7..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-                    .collect();
-                if used != name && !used.is_empty() {
+            for used in modules_used(&code) {
+                if used != name {
                     let shown = file.strip_prefix(&src).unwrap().display().to_string();
                     uses.entry(name.clone())
                         .or_default()
@@ -161,4 +204,11 @@ fn the_reader_finds_uses_in_code_only() {
         code_of("use crate::a; // crate::b\nlet s = \"crate::c\"; /* crate::d */ crate::e::f");
     assert!(code.contains("crate::a") && code.contains("crate::e"));
     assert!(!code.contains("crate::b") && !code.contains("crate::c") && !code.contains("crate::d"));
+}
+
+#[test]
+fn the_reader_finds_modules_in_grouped_imports() {
+    let used =
+        modules_used("use crate::{audit, config::{Config, Raw}, \n  tls};\nuse crate::grpc::x;");
+    assert_eq!(used, ["audit", "config", "tls", "grpc"]);
 }
