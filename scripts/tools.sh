@@ -44,10 +44,16 @@ apt_install() {
         >/dev/null || return 1
 }
 
+# Found on PATH or in the sbin folders (Debian installs haproxy and nginx in
+# /usr/sbin, which a user's PATH may not hold; the tests look there too).
+have_tool() {
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+}
+
 need_tool() { # need_tool COMMAND DEBIAN_PACKAGE
-    command -v "$1" >/dev/null 2>&1 && return 0
+    have_tool "$1" && return 0
     log "installing $1 (Debian package $2)"
-    if apt_install "$2" && command -v "$1" >/dev/null 2>&1; then
+    if apt_install "$2" && have_tool "$1"; then
         return 0
     fi
     if [ "$CI" = true ]; then
