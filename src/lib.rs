@@ -185,6 +185,10 @@ pub async fn run_until(
         let issuers: Vec<&str> = t.issuer_names().map(|n| &**n).collect();
         tracing::info!(issuers = ?issuers, forward = t.forward(), "bearer tokens on");
         health.set_tokens(t.clone());
+        metrics.set_token_keys_source({
+            let tokens = t.clone();
+            move || tokens.status()
+        });
     }
     let stack = server::stack::StackConfig {
         live: reloadable.live.clone(),

@@ -517,6 +517,48 @@ refresh = "1h"
     // The retired key is refused once the new set is in force.
     let old = call(r1.token(&claims(&server.url, "ci", "temporal"))).await;
     assert_code(&old, code::UNAUTHENTICATED, "unknown key id \"r1\"");
+
+    // A JWKS file that stops parsing: the reload is refused (the config
+    // check reads the file) and counted, the last good set stays in force;
+    // the issuers' metrics show the keys in force and the https fetches.
+    std::fs::write(&file, "{ not json").unwrap();
+    let sample = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let (status, metrics) = proxy.admin_get("/metrics").await;
+        assert_eq!(status, 200);
+        let refused = sample(
+            &metrics,
+            "temporal_mtls_proxy_reloads_total{result=\"failure\"}",
+        );
+        if refused.is_some_and(|n| n >= 1.0) {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "no refused reload:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let series = |name: &str, issuer: &str| {
+        sample(
+            &metrics,
+            &format!("temporal_mtls_proxy_{name}{{issuer=\"{issuer}\"}}"),
+        )
+    };
+    assert_eq!(series("token_keys", "cluster"), Some(2.0), "{metrics}");
+    assert_eq!(series("token_keys", "remote"), Some(1.0), "{metrics}");
+    assert!(
+        series("token_key_fetches_total", "remote").is_some_and(|n| n >= 2.0),
+        "discovery, first set and the early fetch: {metrics}"
+    );
+    assert_eq!(
+        series("token_key_fetch_failures_total", "remote"),
+        Some(0.0),
+        "{metrics}"
+    );
+    let kept = call(k2.token(&claims(ISS, SA_NSA, "temporal"))).await;
+    assert!(kept.is_ok(), "the last good key set stays: {kept:?}");
 }
 
 /// The real `temporal` CLI (grpc-go) with `--api-key` and no client

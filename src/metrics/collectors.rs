@@ -14,6 +14,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
+use crate::token::IssuerStatus;
+
 pub(super) const KIND_SERVER: &str = "server";
 pub(super) const KIND_CA: &str = "ca";
 
@@ -186,6 +188,79 @@ impl Collector for LogLines {
         for site in crate::logging::limit::SITES {
             let labels = SiteLabels { site: site.name() };
             ConstCounter::new(site.suppressed()).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) type TokenKeysSource = Box<dyn Fn() -> Vec<IssuerStatus> + Send + Sync>;
+
+/// `token_keys{issuer}`, `token_key_fetches_total{issuer}` and
+/// `token_key_fetch_failures_total{issuer}`: each configured issuer's keys
+/// in force and its JWKS fetches (file reads for a file), read from the
+/// issuers' own counters at scrape time (set once at start; nothing is
+/// exported without `[[tokens.issuer]]`). The label is the issuer's `name`
+/// from the config, so the set is bounded.
+#[derive(Default)]
+pub(super) struct TokenKeys {
+    pub(super) source: OnceLock<TokenKeysSource>,
+}
+
+impl fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenKeys")
+            .field("set", &self.source.get().is_some())
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerLabels {
+    issuer: String,
+}
+
+impl Collector for TokenKeys {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let Some(source) = self.source.get() else {
+            return Ok(());
+        };
+        let issuers = source();
+        let mut family = encoder.encode_descriptor(
+            "token_keys",
+            "Keys in force per token issuer (0: none yet; calls with its tokens are refused).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for status in &issuers {
+            let labels = IssuerLabels {
+                issuer: status.name.to_string(),
+            };
+            let keys = i64::try_from(status.keys).unwrap_or(i64::MAX);
+            ConstGauge::new(keys).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "token_key_fetches",
+            "JWKS fetches per token issuer (https), successful or not.",
+            None,
+            MetricType::Counter,
+        )?;
+        for status in &issuers {
+            let labels = IssuerLabels {
+                issuer: status.name.to_string(),
+            };
+            ConstCounter::new(status.fetches).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "token_key_fetch_failures",
+            "JWKS fetches (or JWKS file reads on reload) that failed, per token issuer; the last good key set stays in force.",
+            None,
+            MetricType::Counter,
+        )?;
+        for status in &issuers {
+            let labels = IssuerLabels {
+                issuer: status.name.to_string(),
+            };
+            ConstCounter::new(status.fetch_failures).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }

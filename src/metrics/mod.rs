@@ -51,6 +51,9 @@
 //! - `audit_lines_dropped_total`: read from the audit sink's own counter
 //!   through [`Metrics::set_audit_dropped_source`].
 //! - `ready`: the proxy's readiness, through [`Metrics::set_ready_source`].
+//! - `token_keys`, `token_key_fetches_total`,
+//!   `token_key_fetch_failures_total`: each token issuer's keys and JWKS
+//!   fetches, through [`Metrics::set_token_keys_source`].
 //!
 //! # Names
 //!
@@ -76,7 +79,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::authz::AuthzDecision;
-use collectors::{AuditDropped, CertificateExpiry, LogLines, Ready};
+use collectors::{AuditDropped, CertificateExpiry, LogLines, Ready, TokenKeys};
 pub use events::{ConnectionRefusal, Format, KeepaliveEvent, MessageDirection, UpstreamFailure};
 use labels::{
     AuthzLabels, CallLabels, ClientLabels, DirectionLabels, EventLabels, MethodLabels,
@@ -190,6 +193,7 @@ pub struct Metrics {
     certificates: Arc<CertificateExpiry>,
     audit_dropped: Arc<AuditDropped>,
     ready: Arc<Ready>,
+    token_keys: Arc<TokenKeys>,
 }
 
 impl Metrics {
@@ -319,6 +323,8 @@ impl Metrics {
         registry.register_collector(Box::new(LogLines));
         let ready = Arc::new(Ready::default());
         registry.register_collector(Box::new(Arc::clone(&ready)));
+        let token_keys = Arc::new(TokenKeys::default());
+        registry.register_collector(Box::new(Arc::clone(&token_keys)));
 
         // Closed label sets start at zero, so that a dashboard or an alert on
         // `rate(...)` sees the first failure as an increase rather than as a
@@ -374,6 +380,7 @@ impl Metrics {
             certificates,
             audit_dropped,
             ready,
+            token_keys,
         })
     }
 
@@ -536,6 +543,16 @@ impl Metrics {
     /// the first source set stays.
     pub fn set_ready_source(&self, ready: impl Fn() -> bool + Send + Sync + 'static) {
         let _ = self.ready.source.set(Box::new(ready));
+    }
+
+    /// Where the token issuer metrics (`token_keys`,
+    /// `token_key_fetches_total`, `token_key_fetch_failures_total`) are read
+    /// from (the issuers' own status); the first source set stays.
+    pub fn set_token_keys_source(
+        &self,
+        source: impl Fn() -> Vec<crate::token::IssuerStatus> + Send + Sync + 'static,
+    ) {
+        let _ = self.token_keys.source.set(Box::new(source));
     }
 
     /// Stops reading the audit drop counter (its last value is kept).

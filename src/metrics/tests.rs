@@ -539,3 +539,46 @@ fn grpc_status_labels_are_bounded() {
     assert_eq!(grpc_status_label(17), "UNKNOWN");
     assert_eq!(grpc_status_label(-1), "UNKNOWN");
 }
+
+#[test]
+fn token_issuer_metrics_follow_the_issuers_status_at_scrape_time() {
+    let metrics = Metrics::new(100);
+    let text = metrics.encode_as(Format::PrometheusText);
+    assert!(
+        !text.contains("token_keys"),
+        "nothing before a source:\n{text}"
+    );
+    let failures = Arc::new(AtomicU64::new(0));
+    metrics.set_token_keys_source({
+        let failures = Arc::clone(&failures);
+        move || {
+            vec![crate::token::IssuerStatus {
+                name: Arc::from("cluster"),
+                keys: 2,
+                generation: Some(1),
+                since: None,
+                fetches: 3,
+                fetch_failures: failures.load(Ordering::Relaxed),
+                early_refetches: 0,
+                last_error: None,
+            }]
+        }
+    });
+    let series = "temporal_mtls_proxy_token_key_fetch_failures_total{issuer=\"cluster\"}";
+    let text = metrics.encode_as(Format::PrometheusText);
+    assert_eq!(sample(&text, series), Some(0.0), "{text}");
+    assert_eq!(
+        sample(&text, "temporal_mtls_proxy_token_keys{issuer=\"cluster\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "temporal_mtls_proxy_token_key_fetches_total{issuer=\"cluster\"}"
+        ),
+        Some(3.0)
+    );
+    failures.store(4, Ordering::Relaxed);
+    let text = metrics.encode_as(Format::PrometheusText);
+    assert_eq!(sample(&text, series), Some(4.0), "{text}");
+}
