@@ -243,6 +243,18 @@ async fn token_rules_allow_and_deny_calls_to_the_real_frontend() {
         "token sub \"system:serviceaccount:nsb:worker\"",
     );
 
+    // The handshakes, by the kind of client: one connection without a
+    // certificate, one with.
+    let (status, metrics) = s.proxy.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    for (client, n) in [("token_only", 1), ("certificate", 1)] {
+        let series = format!("temporal_mtls_proxy_handshakes_total{{client=\"{client}\"}} {n}");
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "no {series:?} in\n{metrics}"
+        );
+    }
+
     // The audit lines name the token's issuer and subject, never the token.
     let audit = s.dir.path().join("audit.log");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -559,6 +571,57 @@ refresh = "1h"
     );
     let kept = call(k2.token(&claims(ISS, SA_NSA, "temporal"))).await;
     assert!(kept.is_ok(), "the last good key set stays: {kept:?}");
+}
+
+/// An issuer the proxy cannot reach at start: `/readyz` says not ready and
+/// names it (the frontend itself is up), and its tokens are refused, while
+/// the proxy serves the clients that need no token.
+#[tokio::test]
+async fn readiness_waits_for_an_unreachable_issuers_first_key_set() {
+    let temporal = TemporalServer::start(&["nsa"]).await;
+    let pki = TestPki::new();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let extra = format!(
+        r#"
+[[tokens.issuer]]
+name = "away"
+issuer = "https://127.0.0.1:{port}"
+audiences = ["temporal"]
+jwks_url = "https://127.0.0.1:{port}/jwks.json"
+jwks_ca = {ca:?}
+"#,
+        ca = path(&pki.ca),
+    );
+    let proxy = ProxyProcess::start(&config(&pki, &temporal.url(), &extra)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = proxy.admin_get("/readyz").await;
+        assert_eq!(status, 503, "ready without the issuer's keys: {body}");
+        // Wait until the upstream check has run, so that the issuer is the
+        // one reason left.
+        if body.contains("ok upstream") || Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(body.contains("ok upstream"), "{body}");
+    let issuer_line = body
+        .lines()
+        .find(|l| l.contains("token issuers"))
+        .unwrap_or_else(|| panic!("no token issuers line in {body}"));
+    assert!(
+        issuer_line.starts_with("fail") && issuer_line.contains("away"),
+        "{issuer_line}"
+    );
+    // A client certificate alone still gets its calls through.
+    let conn = proxy.grpc(&pki, &pki.client).await;
+    let ok = describe(&conn, "nsa", &[]).await;
+    assert!(ok.is_ok(), "{ok:?}");
 }
 
 /// The real `temporal` CLI (grpc-go) with `--api-key` and no client
