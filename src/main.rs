@@ -1,5 +1,6 @@
-//! The `temporal-mtls-proxy` binary: parse the command line, load and
-//! validate the config (exit 64 on a bad one), then run until SIGTERM/SIGINT.
+//! The `temporal-mtls-proxy` binary: parse the command line, check the log
+//! level, load and validate the config (exit 64 on a bad level or config),
+//! then run until SIGTERM/SIGINT.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +67,13 @@ const EX_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The log level (or RUST_LOG) first, before any other work, in every
+    // mode: a typo is refused with exit 64 rather than after `dev` has
+    // written its PKI, or not at all under --check-config.
+    if let Err(e) = logging::check(&cli.log.log_level) {
+        eprintln!("error: {e}");
+        return ExitCode::from(EX_CONFIG);
+    }
     let config = match &cli.command {
         Some(Command::Probe(args)) => return temporal_mtls_proxy::run_probe(args),
         Some(Command::Dev {

@@ -60,6 +60,24 @@ pub fn init(format: LogFormat, level: &str) -> Result<LogGuard, String> {
     init_to(format, level, std::io::stdout(), ansi)
 }
 
+/// Checks the filter [`init`] would install (`RUST_LOG` when set, else
+/// `level`) without installing anything, with the same error [`init`] gives:
+/// the binary calls it first, before any other work, so a mistyped level is
+/// refused in every mode (`--check-config` and `dev` included).
+pub fn check(level: &str) -> Result<(), String> {
+    effective_filter(level, std::env::var("RUST_LOG").ok()).map(drop)
+}
+
+/// The filter from `rust_log` when set and not blank, else from `level`; an
+/// error names where the bad filter came from.
+fn effective_filter(level: &str, rust_log: Option<String>) -> Result<EnvFilter, String> {
+    let (source, directives) = match rust_log {
+        Some(env) if !env.trim().is_empty() => ("RUST_LOG", env),
+        _ => ("--log-level", level.to_owned()),
+    };
+    filter(&directives).map_err(|e| format!("{source} {directives:?}: {e}"))
+}
+
 /// [`init`], writing to `out` instead of stdout (for a process that embeds
 /// the proxy, or tests that read its lines).
 pub fn init_to(
@@ -68,11 +86,7 @@ pub fn init_to(
     out: impl std::io::Write + Send + 'static,
     ansi: bool,
 ) -> Result<LogGuard, String> {
-    let (source, directives) = match std::env::var("RUST_LOG") {
-        Ok(env) if !env.trim().is_empty() => ("RUST_LOG", env),
-        _ => ("--log-level", level.to_owned()),
-    };
-    let filter = filter(&directives).map_err(|e| format!("{source} {directives:?}: {e}"))?;
+    let filter = effective_filter(level, std::env::var("RUST_LOG").ok())?;
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(QUEUE_LINES)
@@ -140,6 +154,23 @@ mod tests {
         assert!(err.contains("\"debgu\" is not a log level"), "{err}");
         assert!(filter("temporal_mtls_proxy=debgu,info").is_err());
         assert!(filter("").is_err());
+    }
+
+    #[test]
+    fn the_error_names_where_the_bad_filter_came_from() {
+        let err = effective_filter("debgu", None).unwrap_err();
+        assert!(err.starts_with("--log-level \"debgu\": "), "{err}");
+        assert!(
+            err.contains("trace, debug, info, warn, error, off"),
+            "{err}"
+        );
+        let err = effective_filter("info", Some("debgu".into())).unwrap_err();
+        assert!(err.starts_with("RUST_LOG \"debgu\": "), "{err}");
+        // A blank RUST_LOG leaves the flag in force, good or bad.
+        assert!(effective_filter("info", Some("  ".into())).is_ok());
+        assert!(effective_filter("debgu", Some(String::new())).is_err());
+        // RUST_LOG, when set, replaces the flag.
+        assert!(effective_filter("debgu", Some("debug".into())).is_ok());
     }
 
     #[test]
