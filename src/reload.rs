@@ -2,8 +2,9 @@
 //! certificate and key, the client CA bundle and CRLs (together the TLS
 //! config of new handshakes), the authorization policy, and the
 //! certificates readiness and the expiry metrics judge. [`Live`] holds the
-//! TLS config and the policy as lock-free snapshots that every handshake and
-//! call reads; [`apply`] replaces all of it at once, at start and on every
+//! TLS config and the policy as one lock-free snapshot that every handshake
+//! and call reads (so a handshake and a call never see parts of two
+//! reloads); [`apply`] replaces all of it at once, at start and on every
 //! reload.
 //!
 //! A reload is triggered by SIGHUP and by a change in any of the config's
@@ -23,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 
 use crate::authz::Policy;
@@ -37,28 +38,25 @@ use crate::token::Tokens;
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The reloadable state every handshake and call reads.
-pub struct Live {
-    tls: ArcSwap<ServerConfig>,
-    /// `None`: no `[authz]`, every authenticated client may call anything.
-    policy: ArcSwapOption<Policy>,
-}
+pub struct Live(ArcSwap<Loaded>);
 
 impl Live {
     /// The TLS config for a new handshake.
     pub fn tls(&self) -> Arc<ServerConfig> {
-        self.tls.load_full()
+        Arc::clone(&self.0.load().tls)
     }
 
     /// The policy for a call.
     pub fn policy(&self) -> Option<Arc<Policy>> {
-        self.policy.load_full()
+        self.0.load().policy.clone()
     }
 }
 
-/// What [`apply`] is given: a validated config's reloadable parts, and the
-/// rustls config built from them.
+/// What [`apply`] is given and [`Live`] holds: a validated config's
+/// reloadable parts, and the rustls config built from them.
 pub struct Loaded {
     tls: Arc<ServerConfig>,
+    /// `None`: no `[authz]`, every authenticated client may call anything.
     policy: Option<Arc<Policy>>,
 }
 
@@ -88,10 +86,10 @@ impl Reloadable {
         health: Arc<Health>,
         metrics: Arc<Metrics>,
     ) -> Reloadable {
-        let live = Arc::new(Live {
-            tls: ArcSwap::new(loaded.tls.clone()),
-            policy: ArcSwapOption::new(loaded.policy.clone()),
-        });
+        let live = Arc::new(Live(ArcSwap::from_pointee(Loaded {
+            tls: Arc::clone(&loaded.tls),
+            policy: loaded.policy.clone(),
+        })));
         let state = Reloadable {
             live,
             health,
@@ -105,8 +103,7 @@ impl Reloadable {
     /// config, new calls its policy, and readiness and the expiry metrics
     /// judge its certificates.
     pub fn apply(&self, config: &Config, loaded: Loaded) {
-        self.live.tls.store(loaded.tls);
-        self.live.policy.store(loaded.policy);
+        self.live.0.store(Arc::new(loaded));
         let (server, cas) = certificate_expiries(
             &config.tls.material.certified_key.cert,
             &config.tls.client_ca,
