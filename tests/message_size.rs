@@ -11,9 +11,10 @@ use bytes::Bytes;
 use hyper::body::Frame;
 
 use support::grpc::{channel_body, pb, GrpcConn};
-use support::pki::TestPki;
+use support::pki::{TestPki, GOOD_CLIENT_SPIFFE};
 use support::proxy::{config, ProxyProcess};
 use support::temporal::TemporalServer;
+use temporal_mtls_proxy::logging::limit::BURST;
 
 const WS: &str = "/temporal.api.workflowservice.v1.WorkflowService";
 
@@ -176,4 +177,120 @@ async fn decompressed_size_counts_where_the_proxy_decompresses() {
         .unwrap_or_default()
         .contains("after decompression"));
     assert_usable(&conn).await;
+}
+
+/// The value of the exposition line for exactly `series` (0 when absent).
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// An over-size request is logged at warn level with who sent what (peer,
+/// client identity, method); a flood of them is rate-limited in the log
+/// (the rest counted as suppressed) but every one is counted in the metric.
+#[tokio::test]
+async fn oversize_requests_are_logged_with_peer_identity_and_method_rate_limited() {
+    const REFUSED: &str = "gRPC message over the size limit refused (RESOURCE_EXHAUSTED)";
+    const REFUSALS: &str =
+        r#"temporal_mtls_proxy_message_size_refusals_total{direction="request"}"#;
+    const SUPPRESSED: &str =
+        r#"temporal_mtls_proxy_log_lines_suppressed_total{site="message_too_large"}"#;
+    const FLOOD: usize = 50;
+    let method = format!("{WS}/DescribeNamespace");
+    let temporal = TemporalServer::start(&[]).await;
+    let pki = TestPki::new();
+    let proxy = ProxyProcess::start(&format!(
+        "{}\n[limits]\nmax_request_message = \"2KiB\"\n",
+        config(&pki, &temporal.url(), "")
+    ))
+    .await;
+    let conn = proxy.grpc(&pki, &pki.client).await;
+    let refused = |v: &serde_json::Value| v["message"] == REFUSED;
+
+    let started = std::time::Instant::now();
+    let reply = conn
+        .unary(&method, &padded_describe("default", 3000), &[])
+        .await
+        .unwrap();
+    assert_eq!(reply.grpc_status, Some(8), "{reply:?}");
+    let line = proxy
+        .wait_log(Duration::from_secs(10), refused)
+        .await
+        .unwrap_or_else(|| panic!("no refusal logged; logs: {:#?}", proxy.logs()));
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(line["method"], method.as_str(), "{line}");
+    assert_eq!(line["direction"], "request", "{line}");
+    // The identity's display name: the good client's SPIFFE ID (before its
+    // CN), as on its connection's own line.
+    assert_eq!(line["identity"], GOOD_CLIENT_SPIFFE, "{line}");
+    let accepted = proxy
+        .wait_log(Duration::from_secs(10), |v| {
+            v["message"] == "connection accepted"
+        })
+        .await
+        .expect("connection line");
+    assert_eq!(accepted["identity"], GOOD_CLIENT_SPIFFE, "{accepted}");
+    let peer = line["peer"].as_str().unwrap_or_else(|| panic!("{line}"));
+    assert!(peer.starts_with("127.0.0.1:"), "{line}");
+    assert_eq!(line["peer"], accepted["peer"], "{line}\n{accepted}");
+
+    for _ in 0..FLOOD {
+        let reply = conn
+            .unary(&method, &padded_describe("default", 3000), &[])
+            .await
+            .unwrap();
+        assert_eq!(reply.grpc_status, Some(8), "{reply:?}");
+    }
+    // The refusals were logged within this many distinct seconds at most.
+    let seconds = started.elapsed().as_secs() + 2;
+    assert_usable(&conn).await;
+    let total = (FLOOD + 1) as f64;
+    // Counted when each call ends: wait until all of them are.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let (status, metrics) = proxy.admin_get("/metrics").await;
+        assert_eq!(status, 200);
+        if sample(&metrics, REFUSALS) >= total || std::time::Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        sample(&metrics, REFUSALS),
+        total,
+        "every refusal is counted"
+    );
+    let suppressed = sample(&metrics, SUPPRESSED);
+    assert!(suppressed > 0.0, "nothing suppressed:\n{metrics}");
+    // Every refusal was either logged or counted as suppressed (the lines
+    // reach the captured log through the log writer's thread).
+    let logged = || proxy.logs().iter().filter(|v| refused(v)).count() as f64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while logged() + suppressed < total && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines = logged();
+    assert_eq!(
+        lines + suppressed,
+        total,
+        "{lines} logged, {suppressed} suppressed"
+    );
+    let allowed = (BURST * seconds) as f64;
+    assert!(
+        lines <= allowed && lines < total,
+        "{lines} of {total} refusals logged (at most {allowed} allowed): not rate-limited"
+    );
+    // The flood is summarised in its own line.
+    let summary = proxy
+        .wait_log(Duration::from_secs(10), |v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("similar log lines suppressed"))
+                && v["site"] == "message_too_large"
+        })
+        .await
+        .unwrap_or_else(|| panic!("no summary line; logs: {:#?}", proxy.logs()));
+    assert!(summary["suppressed"].as_u64().unwrap_or(0) > 0, "{summary}");
 }

@@ -196,3 +196,183 @@ async fn describe(id: &str, forward: &Forward) -> Result<String, Lookup> {
 fn grpc_message(headers: &http::HeaderMap) -> Option<String> {
     tonic::Status::from_header_map(headers).map(|s| s.message().to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::HeaderValue;
+    use http_body::Frame;
+
+    use super::*;
+    use crate::error::{status_of, ErrorKind, ProxyError};
+    use crate::layers::testing::{
+        forward_to, grpc_headers, message, status_trailers, string_field, Answer, FakeUpstream,
+    };
+
+    const ID: &str = "5a1c6e4d-6f0b-4d6e-9b5a-2f3c1d0e9a87";
+    const NAME: &str = "payments";
+
+    /// The frontend's DescribeNamespace answer for namespace `NAME`, id `ID`.
+    fn found(_path: &str) -> Answer {
+        let mut info = string_field(INFO_NAME as u8, NAME);
+        info.extend(string_field(INFO_ID as u8, ID));
+        let mut response = vec![(RESPONSE_INFO as u8) << 3 | 2, info.len() as u8];
+        response.extend(info);
+        (
+            grpc_headers(None),
+            vec![
+                Frame::data(message(&response)),
+                Frame::trailers(status_trailers("0")),
+            ],
+        )
+    }
+
+    /// A trailers-only NOT_FOUND, as the frontend answers an unknown id.
+    fn not_found() -> Answer {
+        let mut headers = grpc_headers(Some("5"));
+        headers.insert(
+            "grpc-message",
+            HeaderValue::from_static("namespace%20not%20found"),
+        );
+        (headers, Vec::new())
+    }
+
+    /// The one request `name_of(ID)` sends: DescribeNamespace { id: ID }.
+    fn assert_asked_for_id(upstream: &FakeUpstream, calls: usize) {
+        let received = upstream.received.lock().unwrap();
+        assert_eq!(received.len(), calls, "DescribeNamespace calls upstream");
+        for (path, body) in received.iter() {
+            assert_eq!(
+                path,
+                "/temporal.api.workflowservice.v1.WorkflowService/DescribeNamespace"
+            );
+            assert_eq!(body, &message(&string_field(REQUEST_ID, ID)));
+        }
+    }
+
+    /// Makes the cached entry for `id` look fetched `age` ago (the cache
+    /// reads `std::time::Instant`, which tokio's paused clock does not move).
+    fn age(ids: &NamespaceIds, id: &str, age: Duration) {
+        let fetched = Instant::now()
+            .checked_sub(age)
+            .expect("the monotonic clock reaches back that far");
+        ids.cache.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.get_mut(id).expect("the id is cached").fetched = fetched;
+            next
+        });
+    }
+
+    #[tokio::test]
+    async fn an_id_is_asked_once_then_served_from_the_cache() {
+        let upstream = FakeUpstream::start(found).await;
+        let forward = forward_to(&upstream.url());
+        let ids = NamespaceIds::new();
+        for _ in 0..3 {
+            assert_eq!(&*ids.name_of(ID, &forward).await.unwrap(), NAME);
+        }
+        assert_asked_for_id(&upstream, 1);
+        // The cache is shared: another caller's lookup is not asked either.
+        let other = forward_to(&upstream.url());
+        assert_eq!(&*ids.name_of(ID, &other).await.unwrap(), NAME);
+        assert_asked_for_id(&upstream, 1);
+    }
+
+    #[tokio::test]
+    async fn an_entry_older_than_the_refresh_interval_is_asked_again() {
+        let upstream = FakeUpstream::start(found).await;
+        let forward = forward_to(&upstream.url());
+        let ids = NamespaceIds::new();
+        assert_eq!(&*ids.name_of(ID, &forward).await.unwrap(), NAME);
+        assert_asked_for_id(&upstream, 1);
+
+        // Not yet due: still served from the cache.
+        age(&ids, ID, REFRESH - Duration::from_secs(30));
+        assert_eq!(&*ids.name_of(ID, &forward).await.unwrap(), NAME);
+        assert_asked_for_id(&upstream, 1);
+
+        // Past the interval: asked again, and the entry is fresh again.
+        age(&ids, ID, REFRESH + Duration::from_secs(1));
+        assert_eq!(&*ids.name_of(ID, &forward).await.unwrap(), NAME);
+        assert_asked_for_id(&upstream, 2);
+        assert!(ids.cache.load()[ID].fetched.elapsed() < Duration::from_secs(30));
+        assert_eq!(&*ids.name_of(ID, &forward).await.unwrap(), NAME);
+        assert_asked_for_id(&upstream, 2);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_frontend_leaves_the_id_unresolved_and_nothing_cached() {
+        // A port nothing listens on.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let down = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let ids = NamespaceIds::new();
+        let err = ids.name_of(ID, &forward_to(&down)).await.unwrap_err();
+        match &err {
+            ResolveError::Unavailable { id, why } => {
+                assert_eq!(id, ID);
+                assert!(why.contains("unreachable"), "{why}");
+            }
+            other => panic!("not Unavailable: {other:?}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "the proxy could not ask the frontend which namespace the task token's id {ID:?} is: "
+            )),
+            "{text}"
+        );
+        // What the authorization layer answers the client with.
+        let refusal = ProxyError::TokenNamespace(err);
+        assert_eq!(refusal.kind(), ErrorKind::TaskTokenNamespaceUnresolved);
+        let status = status_of(&refusal);
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.message(), text);
+        assert!(ids.cache.load().is_empty(), "a failure was cached");
+
+        // Once the frontend answers, the same cache resolves the id.
+        let upstream = FakeUpstream::start(found).await;
+        let forward = forward_to(&upstream.url());
+        assert_eq!(&*ids.name_of(ID, &forward).await.unwrap(), NAME);
+        assert_eq!(&*ids.name_of(ID, &forward).await.unwrap(), NAME);
+        assert_asked_for_id(&upstream, 1);
+    }
+
+    static ASKED: AtomicUsize = AtomicUsize::new(0);
+
+    /// NOT_FOUND the first time, the namespace after that.
+    fn not_found_then_found(path: &str) -> Answer {
+        if ASKED.fetch_add(1, Ordering::SeqCst) == 0 {
+            not_found()
+        } else {
+            found(path)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frontend_error_is_relayed_as_it_is_and_not_cached() {
+        let upstream = FakeUpstream::start(not_found_then_found).await;
+        let forward = forward_to(&upstream.url());
+        let ids = NamespaceIds::new();
+        let err = ids.name_of(ID, &forward).await.unwrap_err();
+        assert_eq!(
+            err,
+            ResolveError::Status {
+                code: 5,
+                message: "namespace not found".into()
+            }
+        );
+        let refusal = ProxyError::TokenNamespace(err);
+        assert_eq!(refusal.kind(), ErrorKind::TaskTokenNamespaceUnresolved);
+        let status = status_of(&refusal);
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert_eq!(status.message(), "namespace not found");
+        assert!(ids.cache.load().is_empty(), "a refusal was cached");
+
+        // The next lookup asks again, and its answer is cached.
+        assert_eq!(&*ids.name_of(ID, &forward).await.unwrap(), NAME);
+        assert_eq!(&*ids.name_of(ID, &forward).await.unwrap(), NAME);
+        assert_asked_for_id(&upstream, 2);
+    }
+}
