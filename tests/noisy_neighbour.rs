@@ -15,6 +15,7 @@ mod support;
 #[allow(dead_code)]
 mod enc;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use support::grpc::pb::{concat, field_bytes, field_message, field_string};
 use support::grpc::{code, frame, path, pb, ClientTls};
 use support::pki::{ClientSpec, TestPki};
 use support::proxy::{config, ProxyProcess};
-use support::raw_h2::{field, setting, H2Conn, H2Options, Step};
+use support::raw_h2::{error_code, field, setting, H2Conn, H2Options, Step};
 use support::temporal::TemporalServer;
 
 const POLICY: &str = r#"
@@ -64,6 +65,56 @@ fn start_with_input(ns: &str, workflow_id: &str, input: usize) -> Vec<u8> {
         enc::start_workflow_rest(workflow_id, "noisy-q"),
         field_message(5, &field_message(1, &payload)),
     ])
+}
+
+/// A connection that never reads (its windows are never given back) with
+/// `n` streams on it, each asking for the 1 MiB history of `big-history` in
+/// `payments`; returns it and the streams' ids.
+async fn never_read_history_streams(
+    addr: SocketAddr,
+    tls: &ClientTls,
+    n: usize,
+) -> (H2Conn, Vec<u32>) {
+    let stalled = H2Conn::tls(
+        addr,
+        tls,
+        &H2Options {
+            settings: vec![(setting::ENABLE_PUSH, 0), (setting::INITIAL_WINDOW_SIZE, 0)],
+            connection_window_increment: 0,
+            auto_window_update: false,
+            ..H2Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let history = frame(&enc::get_history("payments", "big-history"), false).to_vec();
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let steps = [
+            Step::headers(
+                stalled.request_headers(&enc::method("GetWorkflowExecutionHistory"), &[]),
+            ),
+            Step::data(history.clone(), true),
+        ];
+        ids.push(
+            stalled
+                .send_steps(&steps, Duration::from_secs(5))
+                .await
+                .unwrap(),
+        );
+    }
+    (stalled, ids)
+}
+
+/// The VmRSS of process `pid`, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
 }
 
 #[tokio::test]
@@ -177,31 +228,7 @@ async fn one_tenants_hostile_traffic_never_fails_anothers_calls() {
     }
     // 40 streams asking for the 1 MiB history on a connection that never
     // reads (its windows are never given back).
-    let stalled = H2Conn::tls(
-        proxy.addr,
-        &hostile_tls,
-        &H2Options {
-            settings: vec![(setting::ENABLE_PUSH, 0), (setting::INITIAL_WINDOW_SIZE, 0)],
-            connection_window_increment: 0,
-            auto_window_update: false,
-            ..H2Options::default()
-        },
-    )
-    .await
-    .unwrap();
-    let history = frame(&enc::get_history("payments", "big-history"), false).to_vec();
-    for _ in 0..40 {
-        let steps = [
-            Step::headers(
-                stalled.request_headers(&enc::method("GetWorkflowExecutionHistory"), &[]),
-            ),
-            Step::data(history.clone(), true),
-        ];
-        stalled
-            .send_steps(&steps, Duration::from_secs(5))
-            .await
-            .unwrap();
-    }
+    let (stalled, _) = never_read_history_streams(proxy.addr, &hostile_tls, 40).await;
     // 50 streams declaring a 4 MiB first message and sending 64 KiB of it.
     let unfinished = H2Conn::tls(proxy.addr, &hostile_tls, &H2Options::default())
         .await
@@ -259,4 +286,108 @@ async fn one_tenants_hostile_traffic_never_fails_anothers_calls() {
         .count();
     assert!(loud < 200, "{loud} log lines");
     drop((h, stalled, unfinished));
+}
+
+/// The memory the proxy holds for clients that never read their responses
+/// is bounded by its upstream stream window (64 KiB by default): about
+/// 538 KiB per stalled stream before the fix, HAProxy about 60 KiB. The
+/// proxy is the binary in a child process (`spawn`): its VmRSS is its own.
+#[tokio::test]
+async fn never_read_responses_pin_memory_bounded_by_the_stream_window() {
+    const STREAMS: usize = 100;
+    let temporal = TemporalServer::start(&["payments", "billing"]).await;
+    let pki = TestPki::new();
+    let hostile = pki.client_cert(
+        "hostile",
+        ClientSpec {
+            uris: vec!["spiffe://example.org/ns/payments/sa/hostile".to_string()],
+            ..ClientSpec::cn("hostile")
+        },
+    );
+    let proxy = ProxyProcess::spawn(&config(&pki, &temporal.url(), POLICY)).await;
+    let pid = proxy.pid();
+    let hostile_tls = ClientTls::mtls(&pki.ca, &hostile.cert, &hostile.key, "localhost");
+
+    // Warm-up: the 1 MiB workflow and a few normal calls.
+    let conn = proxy.grpc(&pki, &hostile).await;
+    let reply = conn
+        .unary(
+            &enc::method("StartWorkflowExecution"),
+            &start_with_input("payments", "big-history", 1 << 20),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(reply.is_ok(), "{reply:?}");
+    let describe = || async {
+        conn.unary_timeout(
+            path::DESCRIBE_NAMESPACE,
+            &pb::describe_namespace("payments"),
+            &[],
+            Duration::from_secs(10),
+        )
+        .await
+    };
+    for _ in 0..5 {
+        let reply = describe().await;
+        assert!(matches!(&reply, Ok(r) if r.is_ok()), "{reply:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(pid);
+
+    let (stalled, ids) = never_read_history_streams(proxy.addr, &hostile_tls, STREAMS).await;
+    // Until the upstream has sent what the windows allow: RSS has not grown
+    // for a second (bounded, 10 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut peak, mut since) = (rss_kib(pid), Instant::now());
+    while Instant::now() < deadline && since.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = rss_kib(pid);
+        if now > peak {
+            (peak, since) = (now, Instant::now());
+        }
+    }
+    let after = peak.max(rss_kib(pid));
+    let growth = after.saturating_sub(before);
+    let headers = ids
+        .iter()
+        .filter(|&&id| stalled.stream(id).is_some_and(|ev| ev.headers.is_some()))
+        .count();
+    eprintln!(
+        "VmRSS {before} -> {after} KiB with {STREAMS} never-read streams \
+         ({headers} with response headers): {} KiB per stalled stream",
+        growth / STREAMS as u64
+    );
+    // The streams were still open, their responses held back: the
+    // measurement is of stalled streams.
+    for &id in &ids {
+        let ev = stalled.stream(id).unwrap_or_default();
+        assert!(!ev.finished(), "stream {id} ended: {ev:?}");
+    }
+    assert!(
+        growth < STREAMS as u64 * 256,
+        "{growth} KiB for {STREAMS} stalled streams ({} KiB each)",
+        growth / STREAMS as u64
+    );
+
+    // Closed, and the proxy still serves normal calls.
+    for &id in &ids {
+        stalled.rst_stream(id, error_code::CANCEL).unwrap();
+    }
+    drop(stalled);
+    let reply = describe().await;
+    assert!(matches!(&reply, Ok(r) if r.is_ok()), "after: {reply:?}");
+    let fresh = proxy.grpc(&pki, &hostile).await;
+    let reply = fresh
+        .unary_timeout(
+            path::DESCRIBE_NAMESPACE,
+            &pb::describe_namespace("payments"),
+            &[],
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(
+        matches!(&reply, Ok(r) if r.is_ok()),
+        "a fresh connection after: {reply:?}"
+    );
 }
