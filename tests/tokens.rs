@@ -795,6 +795,8 @@ async fn the_python_sdk_worker_replaces_its_api_key_while_running() {
         // With no skew, refused once the clock's second is past `exp`.
         "--old-refused-at".into(),
         (exp + 1).to_string(),
+        "--denied-namespace".into(),
+        "nsb".into(),
     ];
     let out = support::tools::run_captured(
         &support::tools::python_bin(),
@@ -818,10 +820,21 @@ async fn the_python_sdk_worker_replaces_its_api_key_while_running() {
         "{out}"
     );
     assert_eq!(s.expired_refusals().await, 1, "only the script's own check");
+    // The same client, with its valid key, on a namespace the rule does
+    // not allow: the proxy's refusal reaches the SDK as it was sent.
+    assert_eq!(v["denied"]["code"], "PERMISSION_DENIED", "{out}");
+    let message = v["denied"]["message"].as_str().unwrap_or_default();
+    let refusal =
+        "token sub \"system:serviceaccount:nsa:worker\" of issuer \"cluster\" may not call";
+    assert!(
+        message.contains(refusal) && message.contains("namespace \"nsb\""),
+        "{out}"
+    );
     eprintln!(
-        "Python SDK: key replaced {} s before the first token expired; {:?} in all",
+        "Python SDK: key replaced {} s before the first token expired; {:?} in all; refused on nsb: {}",
         v["rotated_s_before_expiry"],
-        started.elapsed()
+        started.elapsed(),
+        v["denied"]
     );
 }
 
@@ -855,6 +868,8 @@ async fn the_typescript_sdk_worker_replaces_its_api_key_while_running() {
         next,
         "--old-refused-at".into(),
         (exp + 1).to_string(),
+        "--denied-namespace".into(),
+        "nsb".into(),
         "--overall-timeout".into(),
         "23".into(),
     ];
@@ -885,9 +900,19 @@ async fn the_typescript_sdk_worker_replaces_its_api_key_while_running() {
         "{out}"
     );
     assert_eq!(s.expired_refusals().await, 1, "only the script's own check");
+    // As the Python test: a namespace the rule does not allow.
+    assert_eq!(v["denied"]["code"], 7, "{out}");
+    let details = v["denied"]["details"].as_str().unwrap_or_default();
+    let refusal =
+        "token sub \"system:serviceaccount:nsa:worker\" of issuer \"cluster\" may not call";
+    assert!(
+        details.contains(refusal) && details.contains("namespace \"nsb\""),
+        "{out}"
+    );
     eprintln!(
-        "TypeScript SDK: key replaced {} s before the first token expired; {:?} in all",
+        "TypeScript SDK: key replaced {} s before the first token expired; {:?} in all; refused on nsb: {}",
         v["rotatedSBeforeExpiry"],
-        started.elapsed()
+        started.elapsed(),
+        v["denied"]
     );
 }

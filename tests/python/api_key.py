@@ -9,10 +9,15 @@ to completion; then sets `client.api_key = <--next-api-key>` on the running
 client (the worker shares it), waits until the proxy refuses the old token
 (--old-refused-at, seconds since the epoch), checks that it does (a second
 client with the old token, one DescribeNamespace), and runs a second
-workflow on the same worker. Prints one JSON line:
+workflow on the same worker. With --denied-namespace NS it then starts a
+workflow on NS with the same client's connection and current key, which the
+proxy's rules do not allow, and reports the refusal. Prints one JSON line:
 
   {"ok": true, "results": [...], "rotated_s_before_expiry": x,
-   "old_token": {"status": "UNAUTHENTICATED", "message": ...}, "elapsed_s": x}
+   "old_token": {"status": "UNAUTHENTICATED", "message": ...},
+   "denied": {"code": "PERMISSION_DENIED", "message": ...}, "elapsed_s": x}
+
+("denied" only with --denied-namespace.)
 
 Any other outcome prints the error on stderr and exits non-zero.
 """
@@ -48,6 +53,10 @@ def parse_args(argv):
         type=float,
         required=True,
         help="seconds since the epoch from which the proxy refuses the first token",
+    )
+    p.add_argument(
+        "--denied-namespace",
+        help="a namespace the token may not call: start a workflow there and report the refusal",
     )
     p.add_argument("--overall-timeout", type=float, default=25.0)
     return p.parse_args(argv)
@@ -99,6 +108,24 @@ async def old_token_outcome(args):
     return {"status": "OK", "message": ""}
 
 
+async def denied_outcome(client, namespace, task_queue):
+    """One StartWorkflowExecution on `namespace`, over the client's own
+    connection (with its current, valid key)."""
+    other = Client(client.service_client, namespace=namespace)
+    try:
+        await other.start_workflow(
+            GreetingWorkflow.run,
+            "denied",
+            id=f"wf-{uuid.uuid4().hex[:12]}",
+            task_queue=task_queue,
+            execution_timeout=timedelta(seconds=20),
+            rpc_timeout=timedelta(seconds=5),
+        )
+    except RPCError as err:
+        return {"code": err.status.name, "message": err.message}
+    return {"code": "OK", "message": ""}
+
+
 async def main(args):
     started = time.monotonic()
     task_queue = f"tq-{uuid.uuid4().hex[:12]}"
@@ -128,13 +155,16 @@ async def main(args):
         if old["status"] != "UNAUTHENTICATED":
             raise RuntimeError(f"the first token was not refused after it expired: {old!r}")
         results.append(await run_one(client, task_queue, "second"))
-    return {
+    out = {
         "ok": True,
         "results": results,
         "rotated_s_before_expiry": round(left, 3),
         "old_token": old,
-        "elapsed_s": round(time.monotonic() - started, 3),
     }
+    if args.denied_namespace:
+        out["denied"] = await denied_outcome(client, args.denied_namespace, task_queue)
+    out["elapsed_s"] = round(time.monotonic() - started, 3)
+    return out
 
 
 def entry(argv):

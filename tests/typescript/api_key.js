@@ -13,10 +13,16 @@ starts a worker and runs a workflow to completion; then calls setApiKey with
 --next-api-key on both connections, waits until the proxy refuses the old
 token (--old-refused-at, seconds since the epoch), checks that it does (a
 connection of its own with the old token, one DescribeNamespace), and runs a
-second workflow on the same worker. Prints one JSON line:
+second workflow on the same worker. With --denied-namespace NS it then
+starts a workflow on NS with a client on the same connection and current
+key, which the proxy's rules do not allow, and reports the refusal. Prints
+one JSON line:
 
   {"ok": true, "results": [...], "rotatedSBeforeExpiry": x,
-   "oldToken": {"code": 16, "details": ...}, "elapsedS": x}
+   "oldToken": {"code": 16, "details": ...},
+   "denied": {"code": 7, "details": ..., "message": ...}, "elapsedS": x}
+
+("denied" only with --denied-namespace.)
 
 Any other outcome prints the error on stderr and exits non-zero.
 */
@@ -42,6 +48,7 @@ const { values: args } = parseArgs({
     'api-key': { type: 'string' },
     'next-api-key': { type: 'string' },
     'old-refused-at': { type: 'string' },
+    'denied-namespace': { type: 'string' },
     'overall-timeout': { type: 'string', default: '25' },
   },
   strict: true,
@@ -111,6 +118,29 @@ async function oldTokenOutcome() {
   }
 }
 
+// One StartWorkflowExecution on a namespace the token may not call, by a
+// client on the given connection (with its current, valid key): the gRPC
+// status of the refusal, found in the SDK's error or its causes.
+async function deniedOutcome(connection, namespace, taskQueue) {
+  const other = new Client({ connection, namespace });
+  try {
+    await other.workflow.start('greetingWorkflow', {
+      taskQueue,
+      workflowId: `ts-api-key-${uid()}`,
+      args: ['denied'],
+      workflowExecutionTimeout: '20s',
+    });
+    return { code: 0, details: '', message: '' };
+  } catch (err) {
+    for (let e = err, depth = 0; e && depth < 5; e = e.cause, depth++) {
+      if (typeof e.code === 'number') {
+        return { code: e.code, details: String(e.details), message: String(err.message) };
+      }
+    }
+    return { code: -1, details: '', message: String(err && err.message) };
+  }
+}
+
 async function main() {
   // Before connecting: bundling is the slow part of a TypeScript worker's
   // start, and the first token is already counting down.
@@ -173,6 +203,9 @@ async function main() {
     results.push(await run('second'));
     return { results, rotatedSBeforeExpiry: leftMs / 1000, oldToken };
   });
+  if (args['denied-namespace']) {
+    out.denied = await deniedOutcome(connection, args['denied-namespace'], taskQueue);
+  }
   await connection.close();
   await nativeConnection.close();
   return { ok: true, ...out, elapsedS: (Date.now() - started) / 1000 };
