@@ -573,6 +573,71 @@ refresh = "1h"
     assert!(kept.is_ok(), "the last good key set stays: {kept:?}");
 }
 
+/// An issuer given by `jwks_url` (no discovery): its key set is fetched at
+/// start and again every `refresh` with no call asking for it, so a key the
+/// issuer adds is in force after the next refresh, and the first token
+/// signed with it needs no early fetch.
+#[tokio::test]
+async fn a_jwks_url_is_fetched_at_start_and_again_every_refresh() {
+    let temporal = TemporalServer::start(&["nsa"]).await;
+    let pki = TestPki::new();
+    let (r1, r2) = (Key::ec("r1"), Key::rsa("r2"));
+    let server = IssuerServer::start(&pki, jwks(&[&r1])).await;
+    let extra = format!(
+        r#"
+[[tokens.issuer]]
+name = "remote"
+issuer = "{url}"
+audiences = ["temporal"]
+jwks_url = "{url}/jwks.json"
+jwks_ca = {ca:?}
+refresh = "10s"
+"#,
+        url = server.url,
+        ca = path(&pki.ca),
+    );
+    let proxy = ProxyProcess::start(&optional_certificates(&config(
+        &pki,
+        &temporal.url(),
+        &extra,
+    )))
+    .await;
+    // Ready once the first key set is in force (fetched at start).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = proxy.admin_get("/readyz").await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(server.fetches() >= 1);
+    let conn = GrpcConn::connect(proxy.addr, Some(&ClientTls::new(&pki.ca, "localhost")))
+        .await
+        .unwrap();
+    let call = |key: &Key| {
+        let token = key.token(&claims(&server.url, "ci", "temporal"));
+        let conn = &conn;
+        async move { describe(conn, "nsa", &[("authorization", &bearer(&token))]).await }
+    };
+    let reply = call(&r1).await;
+    assert!(reply.is_ok(), "{reply:?}");
+
+    // The issuer adds a key; no call asks for it, the refresh fetches it.
+    let before = server.fetches();
+    server.set_jwks(jwks(&[&r1, &r2]));
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while server.fetches() == before {
+        assert!(Instant::now() < deadline, "no refresh within 25 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refreshed = server.fetches();
+    let reply = call(&r2).await;
+    assert!(reply.is_ok(), "the refreshed key: {reply:?}");
+    assert_eq!(server.fetches(), refreshed, "no early fetch was needed");
+}
+
 /// An issuer the proxy cannot reach at start: `/readyz` says not ready and
 /// names it (the frontend itself is up), and its tokens are refused, while
 /// the proxy serves the clients that need no token.
