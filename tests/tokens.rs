@@ -158,6 +158,13 @@ async fn describe(conn: &GrpcConn, ns: &str, headers: &[(&str, &str)]) -> GrpcRe
     .unwrap()
 }
 
+/// The value of one series (name with its labels) in a Prometheus text
+/// exposition.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -534,10 +541,6 @@ refresh = "1h"
     // check reads the file) and counted, the last good set stays in force;
     // the issuers' metrics show the keys in force and the https fetches.
     std::fs::write(&file, "{ not json").unwrap();
-    let sample = |text: &str, series: &str| -> Option<f64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-    };
     let deadline = Instant::now() + Duration::from_secs(10);
     let metrics = loop {
         let (status, metrics) = proxy.admin_get("/metrics").await;
@@ -571,6 +574,82 @@ refresh = "1h"
     );
     let kept = call(k2.token(&claims(ISS, SA_NSA, "temporal"))).await;
     assert!(kept.is_ok(), "the last good key set stays: {kept:?}");
+}
+
+/// An issuer given by `jwks_url` (no discovery): its key set is fetched at
+/// start and again every `refresh` with no call asking for it, so a key the
+/// issuer adds is in force after the next refresh, and the first token
+/// signed with it needs no early fetch.
+#[tokio::test]
+async fn a_jwks_url_is_fetched_at_start_and_again_every_refresh() {
+    let temporal = TemporalServer::start(&["nsa"]).await;
+    let pki = TestPki::new();
+    let (r1, r2) = (Key::ec("r1"), Key::rsa("r2"));
+    let server = IssuerServer::start(&pki, jwks(&[&r1])).await;
+    let extra = format!(
+        r#"
+[[tokens.issuer]]
+name = "remote"
+issuer = "{url}"
+audiences = ["temporal"]
+jwks_url = "{url}/jwks.json"
+jwks_ca = {ca:?}
+refresh = "10s"
+"#,
+        url = server.url,
+        ca = path(&pki.ca),
+    );
+    let proxy = ProxyProcess::start(&optional_certificates(&config(
+        &pki,
+        &temporal.url(),
+        &extra,
+    )))
+    .await;
+    // Fetches the proxy has completed (the issuer counts them on arrival,
+    // before the proxy has installed what it got).
+    let completed = || async {
+        let (status, metrics) = proxy.admin_get("/metrics").await;
+        assert_eq!(status, 200);
+        let series = "temporal_mtls_proxy_token_key_fetches_total{issuer=\"remote\"}";
+        sample(&metrics, series).map_or(0, |n| n as usize)
+    };
+    // Ready once the first key set is in force (fetched at start).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = proxy.admin_get("/readyz").await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(completed().await >= 1);
+    let conn = GrpcConn::connect(proxy.addr, Some(&ClientTls::new(&pki.ca, "localhost")))
+        .await
+        .unwrap();
+    let call = |key: &Key| {
+        let token = key.token(&claims(&server.url, "ci", "temporal"));
+        let conn = &conn;
+        async move { describe(conn, "nsa", &[("authorization", &bearer(&token))]).await }
+    };
+    let reply = call(&r1).await;
+    assert!(reply.is_ok(), "{reply:?}");
+
+    // The issuer adds a key; no call asks for it, the refresh fetches it.
+    // Every fetch that can have had the old set arrived by now, so the
+    // fetch after them (the proxy fetches one at a time) has the new set:
+    // once the proxy has completed it, the new key is in force.
+    server.set_jwks(jwks(&[&r1, &r2]));
+    let old = server.fetches();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while completed().await <= old {
+        assert!(Instant::now() < deadline, "no refresh within 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fetched = server.fetches();
+    let reply = call(&r2).await;
+    assert!(reply.is_ok(), "the refreshed key: {reply:?}");
+    assert_eq!(server.fetches(), fetched, "no early fetch was needed");
 }
 
 /// An issuer the proxy cannot reach at start: `/readyz` says not ready and
