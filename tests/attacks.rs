@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 
 use support::grpc::{self, code, path, pb, ClientTls};
 use support::pki::TestPki;
-use support::proxy::{config, ProxyProcess};
+use support::proxy::{config, rss_kib, ProxyProcess};
 use support::raw_h2::{
     encode_frame, error_code, field, flags, frame_type, hpack, Field, GoAway, H2Conn, H2Options,
     Outcome, Step, PREFACE,
@@ -98,7 +98,7 @@ impl Bed {
 
     /// The proxy process's VmRSS now.
     fn rss(&self) -> Kb {
-        rss_of(self.proxy.pid())
+        rss_kib(self.proxy.pid())
     }
 
     /// Starts the bystander and the memory watch, once the proxy has served
@@ -132,16 +132,6 @@ impl Bed {
 /// Open file descriptors of the process.
 fn fds_of(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-fn rss_of(pid: i32) -> Kb {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
 }
 
 /// The soft limit on open files of this process (the proxy, its child,
@@ -228,7 +218,7 @@ struct Memory {
 
 impl Memory {
     fn start(pid: i32) -> Memory {
-        let baseline = rss_of(pid);
+        let baseline = rss_kib(pid);
         let peak = Arc::new(AtomicU64::new(baseline));
         let stop = Arc::new(AtomicBool::new(false));
         let (p, s) = (peak.clone(), stop.clone());
@@ -344,12 +334,12 @@ impl Watch {
         let started = Instant::now();
         // The bystander goes on calling after the attack, for at least
         // 500 ms and while the memory settles.
-        let mut settled = rss_of(pid).saturating_sub(baseline);
+        let mut settled = rss_kib(pid).saturating_sub(baseline);
         while (settled > settled_bound || started.elapsed() < Duration::from_millis(500))
             && started.elapsed() < settle_within
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            settled = rss_of(pid).saturating_sub(baseline);
+            settled = rss_kib(pid).saturating_sub(baseline);
         }
         let settle_time = started.elapsed();
         // Every connection of the attack is closed on the proxy's side too.

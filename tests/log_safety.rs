@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 use support::grpc::{path, pb, ClientTls, GrpcConn};
 use support::pki::TestPki;
-use support::proxy::{config, ProxyProcess};
+use support::proxy::{self, config, ProxyProcess};
 use support::temporal::TemporalServer;
 use support::tools::{free_port, wait_for_port};
 
@@ -44,10 +44,7 @@ async fn garbage_handshakes(addr: std::net::SocketAddr, count: usize) {
 }
 
 fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    proxy::sample(metrics, series).unwrap_or(0.0)
 }
 
 #[tokio::test]

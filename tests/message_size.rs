@@ -12,7 +12,7 @@ use hyper::body::Frame;
 
 use support::grpc::{channel_body, pb, GrpcConn};
 use support::pki::{TestPki, GOOD_CLIENT_SPIFFE};
-use support::proxy::{config, ProxyProcess};
+use support::proxy::{self, config, ProxyProcess};
 use support::temporal::TemporalServer;
 use temporal_mtls_proxy::logging::limit::BURST;
 
@@ -181,10 +181,7 @@ async fn decompressed_size_counts_where_the_proxy_decompresses() {
 
 /// The value of the exposition line for exactly `series` (0 when absent).
 fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    proxy::sample(metrics, series).unwrap_or(0.0)
 }
 
 /// An over-size request is logged at warn level with who sent what (peer,

@@ -18,7 +18,7 @@ use support::cli;
 use support::grpc::{code, pb, ClientTls, GrpcConn, GrpcReply};
 use support::issuer::{b64, claims, jwks, now, IssuerServer, Key};
 use support::pki::{ClientCert, ClientSpec, TestPki};
-use support::proxy::{config, ProxyProcess};
+use support::proxy::{config, sample, ProxyProcess};
 use support::temporal::TemporalServer;
 
 const WS: &str = "/temporal.api.workflowservice.v1.WorkflowService";
@@ -156,13 +156,6 @@ async fn describe(conn: &GrpcConn, ns: &str, headers: &[(&str, &str)]) -> GrpcRe
     )
     .await
     .unwrap()
-}
-
-/// The value of one series (name with its labels) in a Prometheus text
-/// exposition.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
 fn bearer(token: &str) -> String {
