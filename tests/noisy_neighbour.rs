@@ -25,7 +25,7 @@ use tokio::io::AsyncWriteExt;
 use support::grpc::pb::{concat, field_bytes, field_message, field_string};
 use support::grpc::{code, frame, path, pb, ClientTls};
 use support::pki::{ClientSpec, TestPki};
-use support::proxy::{config, ProxyProcess};
+use support::proxy::{config, rss_kib, ProxyProcess};
 use support::raw_h2::{error_code, field, setting, H2Conn, H2Options, Step};
 use support::temporal::TemporalServer;
 
@@ -67,6 +67,31 @@ fn start_with_input(ns: &str, workflow_id: &str, input: usize) -> Vec<u8> {
     ])
 }
 
+/// A client that never reads its responses: its windows are never given
+/// back.
+fn window_starved() -> H2Options {
+    H2Options {
+        settings: vec![(setting::ENABLE_PUSH, 0), (setting::INITIAL_WINDOW_SIZE, 0)],
+        connection_window_increment: 0,
+        auto_window_update: false,
+        ..H2Options::default()
+    }
+}
+
+/// A client that grants 16 MiB windows per stream and 1 GiB for the
+/// connection (it will stop reading its socket instead).
+fn wide_open() -> H2Options {
+    H2Options {
+        settings: vec![
+            (setting::ENABLE_PUSH, 0),
+            (setting::INITIAL_WINDOW_SIZE, 16 << 20),
+        ],
+        connection_window_increment: 1 << 30,
+        auto_window_update: false,
+        ..H2Options::default()
+    }
+}
+
 /// A connection that never reads (its windows are never given back) with
 /// `n` streams on it, each asking for the 1 MiB history of `big-history` in
 /// `payments`; returns it and the streams' ids.
@@ -75,18 +100,14 @@ async fn never_read_history_streams(
     tls: &ClientTls,
     n: usize,
 ) -> (H2Conn, Vec<u32>) {
-    let stalled = H2Conn::tls(
-        addr,
-        tls,
-        &H2Options {
-            settings: vec![(setting::ENABLE_PUSH, 0), (setting::INITIAL_WINDOW_SIZE, 0)],
-            connection_window_increment: 0,
-            auto_window_update: false,
-            ..H2Options::default()
-        },
-    )
-    .await
-    .unwrap();
+    let stalled = H2Conn::tls(addr, tls, &window_starved()).await.unwrap();
+    let ids = history_streams(&stalled, n).await;
+    (stalled, ids)
+}
+
+/// Opens `n` streams on `stalled`, each asking for the 1 MiB history of
+/// `big-history` in `payments`; returns their ids.
+async fn history_streams(stalled: &H2Conn, n: usize) -> Vec<u32> {
     let history = frame(&enc::get_history("payments", "big-history"), false).to_vec();
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
@@ -103,18 +124,7 @@ async fn never_read_history_streams(
                 .unwrap(),
         );
     }
-    (stalled, ids)
-}
-
-/// The VmRSS of process `pid`, in KiB.
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+    ids
 }
 
 #[tokio::test]
@@ -290,11 +300,54 @@ async fn one_tenants_hostile_traffic_never_fails_anothers_calls() {
 
 /// The memory the proxy holds for clients that never read their responses
 /// is bounded by its upstream stream window (64 KiB by default): about
-/// 538 KiB per stalled stream before the fix, HAProxy about 60 KiB. The
-/// proxy is the binary in a child process (`spawn`): its VmRSS is its own.
+/// 538 KiB per stalled stream before the fix, HAProxy about 60 KiB.
 #[tokio::test]
 async fn never_read_responses_pin_memory_bounded_by_the_stream_window() {
     const STREAMS: usize = 100;
+    let growth = pinned_by_stalled_streams(POLICY, &window_starved(), false, STREAMS).await;
+    assert!(
+        growth < STREAMS as u64 * 256,
+        "{growth} KiB for {STREAMS} stalled streams ({} KiB each)",
+        growth / STREAMS as u64
+    );
+}
+
+/// A client can stall without touching its windows: it grants wide ones and
+/// stops reading its socket. Each response then goes to the client
+/// connection as far as those windows allow (h2 buffers up to 400 KiB per
+/// stream, 40 MB for these 100 before the fix), and what bounds the unsent
+/// bytes the proxy holds is the connection's budget
+/// (`limits.connection_buffer`, 3 MiB here), plus for each stream the chunk
+/// waiting for it and the upstream stream window behind it.
+#[tokio::test]
+async fn a_client_that_stops_reading_its_socket_pins_no_more_than_its_connection_budget() {
+    const STREAMS: usize = 100;
+    let policy = POLICY.replacen(
+        "[limits]\n",
+        "[limits]\nmax_request_message = \"2MiB\"\nconnection_buffer = \"3MiB\"\n",
+        1,
+    );
+    let growth = pinned_by_stalled_streams(&policy, &wide_open(), true, STREAMS).await;
+    assert!(
+        growth < 3 * 1024 + STREAMS as u64 * 160,
+        "{growth} KiB for {STREAMS} unread streams ({} KiB each)",
+        growth / STREAMS as u64
+    );
+}
+
+/// Starts the proxy (the binary in a child process, `spawn`, so that its
+/// VmRSS is its own) with `policy`, warms it up with the 1 MiB workflow,
+/// opens `streams` streams asking for its history on one connection made
+/// with `opts` (that stops reading its socket if `stop_reading`), and
+/// returns how much the proxy's VmRSS grew, in KiB, once it stopped
+/// growing. Checks that the streams were still open when measured and that
+/// the proxy serves normal calls once they are reset.
+async fn pinned_by_stalled_streams(
+    policy: &str,
+    opts: &H2Options,
+    stop_reading: bool,
+    streams: usize,
+) -> u64 {
     let temporal = TemporalServer::start(&["payments", "billing"]).await;
     let pki = TestPki::new();
     let hostile = pki.client_cert(
@@ -304,7 +357,7 @@ async fn never_read_responses_pin_memory_bounded_by_the_stream_window() {
             ..ClientSpec::cn("hostile")
         },
     );
-    let proxy = ProxyProcess::spawn(&config(&pki, &temporal.url(), POLICY)).await;
+    let proxy = ProxyProcess::spawn(&config(&pki, &temporal.url(), policy)).await;
     let pid = proxy.pid();
     let hostile_tls = ClientTls::mtls(&pki.ca, &hostile.cert, &hostile.key, "localhost");
 
@@ -335,9 +388,13 @@ async fn never_read_responses_pin_memory_bounded_by_the_stream_window() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss_kib(pid);
 
-    let (stalled, ids) = never_read_history_streams(proxy.addr, &hostile_tls, STREAMS).await;
-    // Until the upstream has sent what the windows allow: RSS has not grown
-    // for a second (bounded, 10 s).
+    let stalled = H2Conn::tls(proxy.addr, &hostile_tls, opts).await.unwrap();
+    if stop_reading {
+        stalled.stop_reading();
+    }
+    let ids = history_streams(&stalled, streams).await;
+    // Until the upstream has sent what the windows and the budget allow:
+    // RSS has not grown for a second (bounded, 10 s).
     let deadline = Instant::now() + Duration::from_secs(10);
     let (mut peak, mut since) = (rss_kib(pid), Instant::now());
     while Instant::now() < deadline && since.elapsed() < Duration::from_secs(1) {
@@ -349,14 +406,9 @@ async fn never_read_responses_pin_memory_bounded_by_the_stream_window() {
     }
     let after = peak.max(rss_kib(pid));
     let growth = after.saturating_sub(before);
-    let headers = ids
-        .iter()
-        .filter(|&&id| stalled.stream(id).is_some_and(|ev| ev.headers.is_some()))
-        .count();
     eprintln!(
-        "VmRSS {before} -> {after} KiB with {STREAMS} never-read streams \
-         ({headers} with response headers): {} KiB per stalled stream",
-        growth / STREAMS as u64
+        "VmRSS {before} -> {after} KiB with {streams} stalled streams: {} KiB per stream",
+        growth / streams as u64
     );
     // The streams were still open, their responses held back: the
     // measurement is of stalled streams.
@@ -364,11 +416,6 @@ async fn never_read_responses_pin_memory_bounded_by_the_stream_window() {
         let ev = stalled.stream(id).unwrap_or_default();
         assert!(!ev.finished(), "stream {id} ended: {ev:?}");
     }
-    assert!(
-        growth < STREAMS as u64 * 256,
-        "{growth} KiB for {STREAMS} stalled streams ({} KiB each)",
-        growth / STREAMS as u64
-    );
 
     // Closed, and the proxy still serves normal calls.
     for &id in &ids {
@@ -377,6 +424,22 @@ async fn never_read_responses_pin_memory_bounded_by_the_stream_window() {
     drop(stalled);
     let reply = describe().await;
     assert!(matches!(&reply, Ok(r) if r.is_ok()), "after: {reply:?}");
+    // A client that reads takes more than its connection's budget on one
+    // connection: the budget holds only what is not written yet.
+    for _ in 0..5 {
+        let history = conn
+            .unary_timeout(
+                &enc::method("GetWorkflowExecutionHistory"),
+                &enc::get_history("payments", "big-history"),
+                &[],
+                Duration::from_secs(20),
+            )
+            .await;
+        assert!(
+            matches!(&history, Ok(r) if r.is_ok() && r.messages[0].len() > 1 << 20),
+            "the history after: {history:?}"
+        );
+    }
     let fresh = proxy.grpc(&pki, &hostile).await;
     let reply = fresh
         .unary_timeout(
@@ -390,4 +453,5 @@ async fn never_read_responses_pin_memory_bounded_by_the_stream_window() {
         matches!(&reply, Ok(r) if r.is_ok()),
         "a fresh connection after: {reply:?}"
     );
+    growth
 }

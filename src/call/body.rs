@@ -1,12 +1,17 @@
 //! The response body toward the client. It streams the upstream's frames as
 //! they come and guarantees the call ends with a gRPC status: if the upstream
 //! stream fails mid-way, or ends without `grpc-status`, the client gets
-//! trailers saying so instead of a reset or a silently truncated call. When
-//! it ends (or is dropped) it tells the call's observers how the call ended.
+//! trailers saying so instead of a reset or a silently truncated call. Each
+//! chunk it hands on holds its length of the client connection's budget
+//! until it is written to the client (so a connection's unsent responses are
+//! bounded together with its inspected requests); a chunk that finds the
+//! budget spent waits, and the upstream stream with it. When it ends (or is
+//! dropped) it tells the call's observers how the call ended.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -16,7 +21,7 @@ use super::activity::ActiveCall;
 use super::context::{CallContext, CallObserver, Ending};
 use crate::error::{status_of, ProxyError};
 use crate::grpc::scan::{LimitError, LimitedBody};
-use crate::grpc::{grpc_status, names};
+use crate::grpc::{grpc_status, names, ConnBudget, Holding};
 use crate::upstream::UpstreamBody;
 
 /// Observers a call can have (metrics and audit).
@@ -51,6 +56,11 @@ enum State {
         /// The response headers had no `grpc-status`, so trailers must
         /// carry one.
         needs_status: bool,
+        /// What the client connection's unsent bytes may add up to.
+        budget: Option<ConnBudget>,
+        /// A chunk read from the upstream, waiting for its share of the
+        /// budget.
+        waiting: Option<Holding>,
     },
 }
 
@@ -68,10 +78,18 @@ impl ResponseBody {
         }
     }
 
-    pub fn upstream(body: UpstreamBody, needs_status: bool, max_message: u32) -> ResponseBody {
+    /// Its chunks hold their length of `budget` until written.
+    pub fn upstream(
+        body: UpstreamBody,
+        needs_status: bool,
+        max_message: u32,
+        budget: Option<ConnBudget>,
+    ) -> ResponseBody {
         ResponseBody::with(State::Upstream {
             body: LimitedBody::new(body, max_message),
             needs_status,
+            budget,
+            waiting: None,
         })
     }
 
@@ -180,20 +198,48 @@ impl Body for ResponseBody {
             this.state = State::Done;
         }
         let State::Upstream {
-            body, needs_status, ..
+            body,
+            needs_status,
+            budget,
+            waiting,
         } = &mut this.state
         else {
             this.fire();
             return Poll::Ready(None);
         };
+        if let Some(held) = waiting {
+            let data = ready!(Pin::new(held).poll(cx));
+            *waiting = None;
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
         match Pin::new(body).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
+                let frame = match frame.into_data() {
+                    Ok(data) => {
+                        this.bytes += data.len() as u64;
+                        let Some(budget) = budget else {
+                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                        };
+                        match budget.hold(data) {
+                            Ok(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                            Err(mut held) => match Pin::new(&mut held).poll(cx) {
+                                Poll::Ready(data) => {
+                                    return Poll::Ready(Some(Ok(Frame::data(data))))
+                                }
+                                Poll::Pending => {
+                                    tracing::debug!("a response chunk waits for the client connection's budget (limits.connection_buffer)");
+                                    *waiting = Some(held);
+                                    return Poll::Pending;
+                                }
+                            },
+                        }
+                    }
+                    Err(frame) => frame,
+                };
                 if let Some(trailers) = frame.trailers_ref() {
                     *needs_status = false;
                     this.status = grpc_status(trailers).or(this.status);
-                } else if let Some(data) = frame.data_ref() {
-                    this.bytes += data.len() as u64;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -218,8 +264,11 @@ impl Body for ResponseBody {
             State::Done => true,
             State::Local { .. } => false,
             State::Upstream {
-                body, needs_status, ..
-            } => !*needs_status && body.is_end_stream(),
+                body,
+                needs_status,
+                waiting,
+                ..
+            } => waiting.is_none() && !*needs_status && body.is_end_stream(),
         }
     }
 

@@ -75,9 +75,10 @@ pub struct LimitsConfig {
     pub max_response_message: u32,
     /// Client connections open at once; more are refused at accept.
     pub max_connections: usize,
-    /// Bytes of request messages the proxy holds for one client connection
-    /// while it reads them for authorization (all its streams together);
-    /// reads beyond wait until held bytes are forwarded.
+    /// Bytes the proxy holds for one client connection (all its streams,
+    /// both ways): request messages read for authorization until forwarded,
+    /// and responses not yet written to the client; beyond it, reads and
+    /// responses wait.
     pub connection_buffer: usize,
     /// How long a request's first message may take to arrive in full
     /// when the proxy reads it.

@@ -8,13 +8,13 @@
 
 use std::fmt;
 use std::io::{self, Read};
-
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::budget::ConnBudget;
 
 /// Length of the prefix before each gRPC message: a compressed flag and a
 /// big-endian u32 length.
@@ -219,50 +219,6 @@ pub struct FirstMessage {
     pub held: Option<OwnedSemaphorePermit>,
 }
 
-/// What one client connection's first-message reads may hold at once
-/// (`limits.connection_buffer`), shared by all its streams: a read takes a
-/// frame's worth before each frame and keeps what the frame brought, so a
-/// connection can never make the proxy hold more than the budget, however
-/// many streams declare large messages and never finish them. A read that
-/// finds the budget spent waits (and stops taking the client's data, so
-/// HTTP/2 flow control holds the client back) until earlier messages are
-/// forwarded.
-#[derive(Clone, Debug)]
-pub struct ReadBudget {
-    permits: Arc<Semaphore>,
-    /// The largest frame a client may send (the server's max frame size).
-    frame: u32,
-}
-
-impl ReadBudget {
-    pub fn new(bytes: usize, max_frame: u32) -> ReadBudget {
-        ReadBudget {
-            permits: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
-            frame: max_frame,
-        }
-    }
-
-    /// Bytes of the budget not held now.
-    #[cfg(test)]
-    pub fn available(&self) -> usize {
-        self.permits.available_permits()
-    }
-
-    async fn reserve(&self, n: u32) -> OwnedSemaphorePermit {
-        // The semaphore is never closed.
-        match self.permits.clone().acquire_many_owned(n).await {
-            Ok(permit) => permit,
-            Err(_) => unreachable_permit(),
-        }
-    }
-}
-
-#[cold]
-fn unreachable_permit() -> ! {
-    // `Semaphore::close` is never called on a budget.
-    std::process::abort()
-}
-
 /// Reads data frames until the prefix and `prefix.len` payload bytes are in.
 /// A declared length over `limit` is refused as soon as the prefix is read,
 /// without reading the payload. The body is never polled past the frame
@@ -279,7 +235,7 @@ where
 pub async fn read_first_message_within<B>(
     body: &mut B,
     limit: usize,
-    budget: Option<&ReadBudget>,
+    budget: Option<&ConnBudget>,
 ) -> Result<FirstMessage, FrameError>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
@@ -289,7 +245,7 @@ where
     let mut held: Option<OwnedSemaphorePermit> = None;
     loop {
         let mut reserved = match budget {
-            Some(b) => Some(b.reserve(b.frame).await),
+            Some(b) => Some(b.reserve(b.frame()).await),
             None => None,
         };
         let frame = match body.frame().await {
@@ -949,7 +905,7 @@ mod tests {
     #[tokio::test]
     async fn a_read_that_finds_the_budget_spent_waits_for_another_to_give_it_back() {
         const FRAME: u32 = 16 * 1024;
-        let budget = ReadBudget::new(4 * FRAME as usize, FRAME);
+        let budget = ConnBudget::new(4 * FRAME as usize, FRAME);
         // Stream A declares 1 MiB and sends five full frames of it.
         let (a_tx, mut a_body) = fed();
         let mut prefix = vec![0u8; 5];
@@ -986,7 +942,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_within_the_budget_is_read_and_its_share_held_until_dropped() {
-        let budget = ReadBudget::new(1 << 20, 16 * 1024);
+        let budget = ConnBudget::new(1 << 20, 16 * 1024);
         let mut body = body_of(vec![Bytes::from(message(0, &[1; 100]))]);
         let first = read_first_message_within(&mut body, 1 << 20, Some(&budget))
             .await

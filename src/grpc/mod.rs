@@ -1,16 +1,19 @@
 //! gRPC on the wire, with no knowledge of the rest of the proxy: the call's
 //! path (`path`), length-prefixed messages and bounded decompression
-//! (`frame`), per-message size limits on streaming bodies (`scan`), a
+//! (`frame`), the bytes a client connection may make the proxy hold
+//! (`budget`), per-message size limits on streaming bodies (`scan`), a
 //! request body replayed after inspection (`replay`), the call's
 //! `grpc-timeout` (`timeout`), and the header names
 //! and status fields the per-call path reads.
 
+mod budget;
 pub mod frame;
 pub mod path;
 mod replay;
 pub mod scan;
 pub mod timeout;
 
+pub use budget::{ConnBudget, Holding};
 pub use replay::Replay;
 
 /// Header names the per-call path looks up, parsed once: a lookup by `&str`

@@ -30,10 +30,8 @@ use tower_service::Service;
 use crate::authz::{open_to_all, Allowed, AuthzDecision, Decision, Denied, Grants, Mode, Policy};
 use crate::call::{AuthzOutcome, Call, CallContext, ResponseBody};
 use crate::error::{Credentials, ProxyError};
-use crate::grpc::frame::{
-    decompress, read_first_message_within, FirstMessage, FrameError, ReadBudget,
-};
-use crate::grpc::{names, Replay};
+use crate::grpc::frame::{decompress, read_first_message_within, FirstMessage, FrameError};
+use crate::grpc::{names, ConnBudget, Replay};
 use crate::logging::limit;
 use crate::reload::Live;
 use crate::temporal::methods::{lookup, Method};
@@ -110,7 +108,7 @@ pub struct ReadLimits {
     /// Largest message (decompressed where the proxy decompresses).
     pub max_message: usize,
     /// What the connection's reads may hold at once.
-    pub budget: ReadBudget,
+    pub budget: ConnBudget,
     /// How long a first message may take to arrive in full.
     pub timeout: Duration,
 }
@@ -608,7 +606,7 @@ mod tests {
             .clone();
         let reads = ReadLimits {
             max_message: 4 << 20,
-            budget: ReadBudget::new(1 << 20, 16_384),
+            budget: ConnBudget::new(1 << 20, 16_384),
             timeout: Duration::from_secs(5),
         };
         AuthzLayer::new(Some(Arc::new(ConnAuthz::new(

@@ -307,7 +307,7 @@ pub(crate) mod testing {
         max_response: u32,
     ) -> Result<Response<ResponseBody>, crate::error::ProxyError> {
         use tower::ServiceExt;
-        let svc = super::upstream::Upstream::new(forward_to(&upstream.url()), max_response);
+        let svc = super::upstream::Upstream::new(forward_to(&upstream.url()), max_response, None);
         svc.oneshot(call(grpc_request(path, body))).await
     }
 }

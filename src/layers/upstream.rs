@@ -16,20 +16,28 @@ use tower_service::Service;
 
 use crate::call::{Call, ResponseBody};
 use crate::error::ProxyError;
-use crate::grpc::names;
+use crate::grpc::{names, ConnBudget};
 use crate::upstream::{BoxError, Forward};
 
 #[derive(Clone)]
 pub struct Upstream {
     forward: Forward,
     max_response_message: u32,
+    /// The client connection's budget, which response chunks hold until
+    /// they are written to the client.
+    budget: Option<ConnBudget>,
 }
 
 impl Upstream {
-    pub fn new(forward: Forward, max_response_message: u32) -> Upstream {
+    pub fn new(
+        forward: Forward,
+        max_response_message: u32,
+        budget: Option<ConnBudget>,
+    ) -> Upstream {
         Upstream {
             forward,
             max_response_message,
+            budget,
         }
     }
 }
@@ -50,13 +58,14 @@ where
     fn call(&mut self, call: Call<B>) -> Self::Future {
         let fut = self.forward.call(call.request);
         let max = self.max_response_message;
+        let budget = self.budget.clone();
         Box::pin(async move {
             let (parts, body) = fut.await?.into_parts();
             // Trailers-only responses carry their status in the headers.
             let needs_status = !parts.headers.contains_key(names::GRPC_STATUS);
             Ok(Response::from_parts(
                 parts,
-                ResponseBody::upstream(body, needs_status, max),
+                ResponseBody::upstream(body, needs_status, max, budget),
             ))
         })
     }
@@ -159,7 +168,7 @@ mod tests {
             crate::metrics::Metrics::new(10),
         )
         .unwrap();
-        let mut svc = Upstream::new(Forward::new(pool, false), MAX);
+        let mut svc = Upstream::new(Forward::new(pool, false), MAX, None);
         let started = std::time::Instant::now();
         let err = match svc.call(call(grpc_request(paths::OK, message(b"")))).await {
             Err(e) => e,
@@ -186,7 +195,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let mut svc = Upstream::new(forward_to(&format!("http://127.0.0.1:{port}")), MAX);
+        let mut svc = Upstream::new(forward_to(&format!("http://127.0.0.1:{port}")), MAX, None);
         let err = match svc.call(call(grpc_request(paths::OK, message(b"")))).await {
             Err(e) => e,
             Ok(_) => panic!("answered with nothing listening"),
@@ -199,5 +208,40 @@ mod tests {
             "{}",
             status.message()
         );
+    }
+
+    #[tokio::test]
+    async fn response_chunks_hold_the_connection_budget_until_written_and_wait_when_it_is_spent() {
+        use http_body_util::BodyExt;
+        let frontend = FakeUpstream::start(answers).await;
+        let answer = message(b"hi");
+        // Room for the answer alone, while 3 bytes are held elsewhere.
+        let budget = ConnBudget::new(answer.len() + 2, 16_384);
+        let elsewhere = budget
+            .hold(Bytes::from_static(b"abc"))
+            .unwrap_or_else(|_| panic!("an empty budget has room"));
+        let mut svc = Upstream::new(forward_to(&frontend.url()), MAX, Some(budget.clone()));
+        let resp = svc
+            .call(call(grpc_request(paths::OK, message(b""))))
+            .await
+            .unwrap();
+        let mut body = resp.into_body();
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(300), body.frame()).await;
+        assert!(waiting.is_err(), "the answer did not wait: {waiting:?}");
+        drop(elsewhere);
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(data, answer);
+        assert_eq!(budget.available(), 2, "the answer holds its length");
+        drop(data);
+        assert_eq!(budget.available(), answer.len() + 2);
+        let trailers = body
+            .frame()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_trailers()
+            .unwrap();
+        assert_eq!(trailers["grpc-status"], "0");
     }
 }

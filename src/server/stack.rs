@@ -15,7 +15,7 @@ use crate::audit::sink::AuditSink;
 use crate::call::activity::ConnActivity;
 use crate::call::ResponseBody;
 use crate::config::LimitsConfig;
-use crate::grpc::frame::ReadBudget;
+use crate::grpc::ConnBudget;
 use crate::health::Health;
 use crate::layers::activity::ActivityLayer;
 use crate::layers::audit::AuditLayer;
@@ -72,12 +72,15 @@ pub fn build(
        + Send
        + 'static {
     let identity = info.identity.as_deref();
+    // What the proxy holds for this connection, both ways: first messages
+    // read for authorization and responses not yet written to the client.
+    let budget = ConnBudget::new(config.limits.connection_buffer, config.max_frame_size);
     let authz = Some(Arc::new(ConnAuthz::new(
         config.live.clone(),
         info.identity.clone(),
         ReadLimits {
             max_message: config.limits.max_request_message as usize,
-            budget: ReadBudget::new(config.limits.connection_buffer, config.max_frame_size),
+            budget: budget.clone(),
             timeout: config.limits.first_message_timeout,
         },
         config.namespaces.clone(),
@@ -132,6 +135,11 @@ pub fn build(
         // so it checks exactly the bytes that go upstream.
         .layer(MessageSizeLayer::new(config.limits.max_request_message))
         // Innermost: the call goes to the Temporal frontend; the one
-        // boundary where the upstream's errors and body become the client's.
-        .service(Upstream::new(forward, config.limits.max_response_message))
+        // boundary where the upstream's errors and body become the client's
+        // (its chunks held against the connection's budget until written).
+        .service(Upstream::new(
+            forward,
+            config.limits.max_response_message,
+            Some(budget),
+        ))
 }

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::grpc::{self, ClientTls};
@@ -617,6 +617,8 @@ pub struct H2Conn {
     pub scheme: &'static str,
     /// `host:port` for `:authority`.
     pub authority: String,
+    /// True: the reader stops reading the socket.
+    paused: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -733,11 +735,15 @@ impl H2Conn {
         let rnotify = notify.clone();
         let rtx = tx.clone();
         let ropts = opts.clone();
+        let (paused, mut rpaused) = watch::channel(false);
         let reader = tokio::spawn(async move {
             let mut decoder = loona_hpack::Decoder::new();
             // (stream, block so far, END_STREAM of its HEADERS)
             let mut pending: Option<(u32, Vec<u8>, bool)> = None;
             loop {
+                if rpaused.wait_for(|p| !*p).await.is_err() {
+                    return;
+                }
                 let mut head = [0u8; 9];
                 if let Err(e) = rd.read_exact(&mut head).await {
                     let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -893,6 +899,7 @@ impl H2Conn {
             notify,
             scheme,
             authority,
+            paused,
             tasks: vec![writer, reader],
         };
         let got = conn
@@ -932,6 +939,13 @@ impl H2Conn {
     }
 
     /// Queues raw bytes for the socket.
+    /// Stops reading the socket (after the frame being read, if any): the
+    /// server's writes fill the TCP buffers and then wait, whatever the
+    /// HTTP/2 windows allow.
+    pub fn stop_reading(&self) {
+        self.paused.send_replace(true);
+    }
+
     pub fn send_bytes(&self, bytes: Vec<u8>) -> Result<(), String> {
         self.tx
             .send(bytes)
