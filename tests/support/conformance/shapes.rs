@@ -903,6 +903,51 @@ pub fn header_rows() -> Vec<Row> {
             h.push(Field::Indexing(b"x-reuse".to_vec(), b"1".to_vec()));
             vec![Step::headers(h), Step::data(gsi_body(), true)]
         }),
+        // An empty name is malformed (a stream error for grpc-go), but an
+        // incrementally indexed one still enters both HPACK tables; the
+        // proxy refuses the call, and its table must stay the client's.
+        Row::new(g, "empty_header_name_indexed", |c| {
+            edited(
+                c,
+                &gsi_path(),
+                |h| h.push(Field::Indexing(Vec::new(), b"v".to_vec())),
+                gsi_body(),
+            )
+        })
+        .refusal(),
+        Row::new(g, "empty_header_name_named_from_the_table", |c| {
+            // A literal with incremental indexing whose name is dynamic
+            // entry 62, the empty name the warm-up added (6-bit prefix).
+            edited(
+                c,
+                &gsi_path(),
+                |h| h.push(Field::Raw(vec![0x40 | 62, 3, b'a', b'b', b'c'])),
+                gsi_body(),
+            )
+        })
+        .refusal()
+        .warmup(|c| {
+            edited(
+                c,
+                &gsi_path(),
+                |h| h.push(Field::Indexing(Vec::new(), b"v".to_vec())),
+                gsi_body(),
+            )
+        }),
+        Row::new(g, "entry_behind_an_empty_header_name", |c| {
+            // The warm-up added (x-before, 1), then (empty, v) and (empty,
+            // abc) in front of it: x-before is entry 64 on both sides.
+            let mut h = c.headers(&gsi_path());
+            h.push(Field::Indexed(64));
+            vec![Step::headers(h), Step::data(gsi_body(), true)]
+        })
+        .warmup(|c| {
+            let mut h = c.headers(&gsi_path());
+            h.push(Field::Indexing(b"x-before".to_vec(), b"1".to_vec()));
+            h.push(Field::Indexing(Vec::new(), b"v".to_vec()));
+            h.push(Field::Raw(vec![0x40 | 62, 3, b'a', b'b', b'c']));
+            vec![Step::headers(h), Step::data(gsi_body(), true)]
+        }),
     ]
 }
 
