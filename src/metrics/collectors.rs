@@ -214,6 +214,9 @@ impl fmt::Debug for TokenKeys {
     }
 }
 
+/// One of an issuer's counters.
+type IssuerCount = fn(&IssuerStatus) -> u64;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IssuerLabels {
     issuer: String,
@@ -225,42 +228,39 @@ impl Collector for TokenKeys {
             return Ok(());
         };
         let issuers = source();
+        let labels: Vec<IssuerLabels> = issuers
+            .iter()
+            .map(|status| IssuerLabels {
+                issuer: status.name.to_string(),
+            })
+            .collect();
         let mut family = encoder.encode_descriptor(
             "token_keys",
             "Keys in force per token issuer (0: none yet; calls with its tokens are refused).",
             None,
             MetricType::Gauge,
         )?;
-        for status in &issuers {
-            let labels = IssuerLabels {
-                issuer: status.name.to_string(),
-            };
+        for (status, labels) in issuers.iter().zip(&labels) {
             let keys = i64::try_from(status.keys).unwrap_or(i64::MAX);
-            ConstGauge::new(keys).encode(family.encode_family(&labels)?)?;
+            ConstGauge::new(keys).encode(family.encode_family(labels)?)?;
         }
-        let mut family = encoder.encode_descriptor(
-            "token_key_fetches",
-            "JWKS fetches per token issuer (https), successful or not.",
-            None,
-            MetricType::Counter,
-        )?;
-        for status in &issuers {
-            let labels = IssuerLabels {
-                issuer: status.name.to_string(),
-            };
-            ConstCounter::new(status.fetches).encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "token_key_fetch_failures",
-            "JWKS fetches (or JWKS file reads on reload) that failed, per token issuer; the last good key set stays in force.",
-            None,
-            MetricType::Counter,
-        )?;
-        for status in &issuers {
-            let labels = IssuerLabels {
-                issuer: status.name.to_string(),
-            };
-            ConstCounter::new(status.fetch_failures).encode(family.encode_family(&labels)?)?;
+        let counters: [(&str, &str, IssuerCount); 2] = [
+            (
+                "token_key_fetches",
+                "JWKS fetches per token issuer (https), successful or not.",
+                |status| status.fetches,
+            ),
+            (
+                "token_key_fetch_failures",
+                "JWKS fetches (or JWKS file reads on reload) that failed, per token issuer; the last good key set stays in force.",
+                |status| status.fetch_failures,
+            ),
+        ];
+        for (name, help, count) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (status, labels) in issuers.iter().zip(&labels) {
+                ConstCounter::new(count(status)).encode(family.encode_family(labels)?)?;
+            }
         }
         Ok(())
     }
