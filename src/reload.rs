@@ -86,16 +86,12 @@ impl Reloadable {
         health: Arc<Health>,
         metrics: Arc<Metrics>,
     ) -> Reloadable {
-        let live = Arc::new(Live(ArcSwap::from_pointee(Loaded {
-            tls: Arc::clone(&loaded.tls),
-            policy: loaded.policy.clone(),
-        })));
         let state = Reloadable {
-            live,
+            live: Arc::new(Live(ArcSwap::from_pointee(loaded))),
             health,
             metrics,
         };
-        state.apply(config, loaded);
+        state.judge_certificates(config);
         state
     }
 
@@ -104,6 +100,12 @@ impl Reloadable {
     /// judge its certificates.
     pub fn apply(&self, config: &Config, loaded: Loaded) {
         self.live.0.store(Arc::new(loaded));
+        self.judge_certificates(config);
+    }
+
+    /// Readiness and the expiry metrics follow the certificates of
+    /// `config`, the one in force; those expiring soon are logged.
+    fn judge_certificates(&self, config: &Config) {
         let (server, cas) = certificate_expiries(
             &config.tls.material.certified_key.cert,
             &config.tls.client_ca,
