@@ -48,9 +48,11 @@ pub async fn handle(
     };
     let Origin { peer, via } = origin;
     let via = via.map(tracing::field::display);
+    // Counted before it is logged: whoever reads the log line and then the
+    // metrics finds the refusal counted.
     let refused = |refusal: HandshakeRefusal| {
-        handshake::log_refusal(peer, origin.via, &refusal);
         server.metrics.handshake_failed(refusal.label());
+        handshake::log_refusal(peer, origin.via, &refusal);
     };
     let accepted = match accepted {
         Ok(a) => a,
