@@ -55,6 +55,13 @@ RUN groupadd --system --gid 65532 nonroot \
 
 COPY --from=build /out/temporal-mtls-proxy /usr/local/bin/temporal-mtls-proxy
 
+# The allocator (mimalloc) gives memory it no longer uses back to the OS at
+# once. Its own default waits 1 s, and then only when that thread allocates
+# again: after a burst of 3,000 connections the proxy kept ~183 MiB resident
+# with no use for it; with 0 it falls back to ~26 MiB (benches/allocator.sh,
+# BENCHMARKS.md "Allocator: memory after a burst").
+ENV MIMALLOC_PURGE_DELAY=0
+
 USER 65532:65532
 
 # 7233: mTLS gRPC listener; 9090: admin listener (metrics, health probes).
