@@ -11,7 +11,7 @@ use crate::grpc::frame::FrameError;
 use crate::grpc::scan::LimitError;
 use crate::temporal::wire::WireError;
 use crate::upstream::namespaces::ResolveError;
-use crate::upstream::{CallError, UpstreamError};
+use crate::upstream::{CallError, StreamError, UpstreamError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -20,10 +20,10 @@ pub enum ProxyError {
     Upstream(Arc<UpstreamError>),
     /// The call was sent but failed before a response arrived.
     #[error("upstream call failed: {0}")]
-    UpstreamCall(#[source] hyper::Error),
+    UpstreamCall(#[source] StreamError),
     /// The response stream failed part-way.
     #[error("upstream response failed: {0}")]
-    UpstreamBody(#[source] hyper::Error),
+    UpstreamBody(#[source] StreamError),
     /// The upstream ended the response without a gRPC status.
     #[error("upstream ended the response without grpc-status")]
     UpstreamNoStatus,
@@ -262,8 +262,8 @@ impl From<CallError> for ProxyError {
 pub fn status_of(err: &ProxyError) -> Status {
     match err {
         ProxyError::Upstream(e) => Status::unavailable(e.to_string()),
-        ProxyError::UpstreamCall(e) => hyper_status(e, "before responding"),
-        ProxyError::UpstreamBody(e) => hyper_status(e, "during the response"),
+        ProxyError::UpstreamCall(e) => stream_status(e, "before responding"),
+        ProxyError::UpstreamBody(e) => stream_status(e, "during the response"),
         ProxyError::UpstreamNoStatus => Status::new(
             Code::Internal,
             "upstream ended the response without grpc-status",
@@ -364,47 +364,35 @@ fn go_proto_error(e: &WireError) -> &'static str {
     }
 }
 
-fn hyper_status(e: &hyper::Error, when: &str) -> Status {
-    if let Some(h2) = find_h2(e) {
-        if let Some(reason) = h2.reason() {
-            return match reason {
-                h2::Reason::REFUSED_STREAM => Status::unavailable(format!(
-                    "upstream refused the stream {when} (REFUSED_STREAM; the call was not processed)"
-                )),
-                h2::Reason::CANCEL if h2.is_remote() => {
-                    Status::cancelled(format!("upstream cancelled the call {when}"))
-                }
-                h2::Reason::ENHANCE_YOUR_CALM => Status::resource_exhausted(format!(
-                    "upstream refused the call {when}: ENHANCE_YOUR_CALM"
-                )),
-                other if h2.is_go_away() && h2.is_remote() => Status::unavailable(format!(
-                    "upstream closed the connection {when} (GOAWAY {other:?})"
-                )),
-                // The proxy's own HTTP/2 client found the upstream's frames
-                // invalid and closed the connection (its GOAWAY).
-                other if h2.is_go_away() => Status::unavailable(format!(
-                    "upstream broke the HTTP/2 protocol {when}: the proxy closed the connection ({other:?})"
-                )),
-                other => Status::unavailable(format!("upstream reset the stream {when} ({other:?})")),
-            };
-        }
-    }
-    if e.is_user() {
+fn stream_status(e: &StreamError, when: &str) -> Status {
+    let h2 = match e {
         // The client's own request stream failed (it reset or went away).
-        return Status::cancelled(format!("client request stream failed: {e}"));
-    }
-    Status::unavailable(format!("upstream connection failed {when}: {e}"))
-}
-
-fn find_h2(e: &hyper::Error) -> Option<&h2::Error> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(h2) = s.downcast_ref::<h2::Error>() {
-            return Some(h2);
+        StreamError::Request(_) => return Status::cancelled(e.to_string()),
+        StreamError::Upstream(h2) => h2,
+    };
+    let Some(reason) = h2.reason() else {
+        return Status::unavailable(format!("upstream connection failed {when}: {h2}"));
+    };
+    match reason {
+        h2::Reason::REFUSED_STREAM => Status::unavailable(format!(
+            "upstream refused the stream {when} (REFUSED_STREAM; the call was not processed)"
+        )),
+        h2::Reason::CANCEL if h2.is_remote() => {
+            Status::cancelled(format!("upstream cancelled the call {when}"))
         }
-        source = s.source();
+        h2::Reason::ENHANCE_YOUR_CALM => Status::resource_exhausted(format!(
+            "upstream refused the call {when}: ENHANCE_YOUR_CALM"
+        )),
+        other if h2.is_go_away() && h2.is_remote() => Status::unavailable(format!(
+            "upstream closed the connection {when} (GOAWAY {other:?})"
+        )),
+        // The proxy's own HTTP/2 client found the upstream's frames invalid
+        // and closed the connection (its GOAWAY).
+        other if h2.is_go_away() => Status::unavailable(format!(
+            "upstream broke the HTTP/2 protocol {when}: the proxy closed the connection ({other:?})"
+        )),
+        other => Status::unavailable(format!("upstream reset the stream {when} ({other:?})")),
     }
-    None
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ mod layers;
 pub mod logging;
 mod metrics;
 mod probe;
+mod relay;
 mod reload;
 mod server;
 mod temporal;

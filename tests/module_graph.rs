@@ -12,8 +12,9 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     // Leaves: logs, Temporal's method table and wire format.
     &["logging", "temporal"],
-    // TLS and gRPC framing.
-    &["tls", "grpc"],
+    // TLS, gRPC framing, and HTTP/2 as the proxy relays it (h2 connections
+    // and streams driven without a task per stream).
+    &["tls", "grpc", "relay"],
     // Verification of bearer tokens (a second identity beside the
     // certificate's, which `tls` reads).
     &["token"],

@@ -275,7 +275,7 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match &self.state {
             State::Done => SizeHint::with_exact(0),
-            // Never exact: with an exact size hyper may end the stream after
+            // Never exact: with an exact size the codec may end the stream after
             // the data, and the trailers (the grpc-status) would be lost.
             State::Local { message, .. } => {
                 let mut hint = SizeHint::new();

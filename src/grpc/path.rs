@@ -4,7 +4,7 @@
 //! protobuf name characters only, no query); anything else is refused as
 //! the frontend refuses a method it does not know, with grpc-go's own words
 //! (UNIMPLEMENTED), so a path can never be looked up one way here and
-//! resolved another way there. (Below hyper, `server::frame_guard` has already
+//! resolved another way there. (Below the codec, `server::frame_guard` has already
 //! turned every `:path` byte outside these characters into `~`, so that
 //! `http`'s parsing cannot drop a `#fragment` or split off a `?query`.)
 

@@ -1,4 +1,4 @@
-//! The outermost layer: turns hyper's request into a [`Call`], making the
+//! The outermost layer: turns the codec's request into a [`Call`], making the
 //! call's context (the connection it came on, the method looked up once, the
 //! clock started) and counting the request's bytes into it as its body
 //! streams. Everything below takes a `Call`.

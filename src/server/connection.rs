@@ -1,7 +1,7 @@
 //! One client connection: the PROXY protocol header when configured, the
-//! TLS handshake (refusals logged with their reason), then HTTP/2 served by
-//! hyper with the call stack, until the peer leaves or a drain asks for a
-//! graceful GOAWAY.
+//! TLS handshake (refusals logged with their reason), then HTTP/2 served
+//! with the call stack by this one task (`relay::Serve`: no task per
+//! stream), until the peer leaves or a drain asks for a graceful GOAWAY.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,8 +9,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +21,7 @@ use crate::call::activity::ConnActivity;
 use crate::config::KeepaliveConfig;
 use crate::logging::limit;
 use crate::metrics::{KeepaliveEvent, Metrics};
+use crate::relay::{Serve, ServeError};
 use crate::tls::handshake::{self, Accepted, HandshakeRefusal};
 use crate::tls::identity::PeerIdentity;
 use crate::upstream::Forward;
@@ -86,12 +85,11 @@ pub async fn handle(
     });
 
     let activity = ConnActivity::new();
-    let service =
-        TowerToHyperService::new(stack::build(&server.stack, forward, info, activity.clone()));
-    // Client frames are checked on the decrypted byte stream, below hyper,
-    // which answers every PING and SETTINGS and has no such enforcement of
-    // its own, and waits for the preface forever (its graceful shutdown
-    // too): the preface gets the handshake timeout again.
+    let service = stack::build(&server.stack, forward, info, activity.clone());
+    // Client frames are checked on the decrypted byte stream, below the h2
+    // codec, which answers every PING and SETTINGS and has no such
+    // enforcement of its own, and waits for the preface forever (its
+    // graceful shutdown too): the preface gets the handshake timeout again.
     let k = &server.keepalive;
     let guarded = FrameGuard::new(
         accepted.stream,
@@ -107,7 +105,7 @@ pub async fn handle(
         }),
     )
     .with_preface_timeout(server.handshake_timeout);
-    let conn = server.h2.serve_connection(TokioIo::new(guarded), service);
+    let conn = Serve::new(&server.h2, guarded, service);
     let result = lifecycle(conn, k, &activity, &token, peer, &server.metrics).await;
     match result {
         Ok(()) => tracing::debug!(peer = %peer, via, "connection closed"),
@@ -192,9 +190,9 @@ async fn lifecycle<C>(
     token: &CancellationToken,
     peer: SocketAddr,
     metrics: &Metrics,
-) -> Result<(), hyper::Error>
+) -> Result<(), ServeError>
 where
-    C: Future<Output = Result<(), hyper::Error>> + GracefulShutdown,
+    C: Future<Output = Result<(), ServeError>> + GracefulShutdown,
 {
     tokio::pin!(conn);
     let age = jittered(keepalive.max_connection_age, peer);
@@ -298,23 +296,20 @@ impl GuardEvents for GuardLog {
     }
 }
 
-/// hyper's graceful shutdown, behind a trait so that `lifecycle` is not tied
-/// to the connection's full type.
+/// The connection's graceful shutdown, behind a trait so that `lifecycle`
+/// is not tied to the connection's full type.
 pub trait GracefulShutdown {
     fn shutdown_gracefully(self: Pin<&mut Self>);
 }
 
-impl<I, S, E> GracefulShutdown for hyper::server::conn::http2::Connection<I, S, E>
+impl<T, S, B> GracefulShutdown for Serve<T, S, B>
 where
-    S: hyper::service::HttpService<hyper::body::Incoming>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S::ResBody: http_body::Body + 'static,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tower_service::Service<http::Request<crate::relay::RecvBody>, Response = http::Response<B>>
+        + Unpin,
 {
     fn shutdown_gracefully(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
+        self.get_mut().graceful_shutdown();
     }
 }
 

@@ -1,7 +1,7 @@
 //! The listener side: the accept loop and drain (`mod.rs`), one task per
-//! connection (`connection`), the PROXY protocol header read before TLS
+//! connection, serving all its streams (`connection`, with `relay::serve`), the PROXY protocol header read before TLS
 //! behind a load balancer (`proxy_header`), what is enforced on a client's
-//! HTTP/2 frames below hyper (`frame_guard`), the places connections still
+//! HTTP/2 frames below the h2 codec (`frame_guard`), the places connections still
 //! in their handshake give up to new ones (`handshakes`), the tower stack
 //! each call goes through (`stack`), and the worker threads connections run
 //! on (`workers`).
@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, KeepaliveConfig};
 use crate::metrics::{ConnectionRefusal, Metrics};
+use crate::relay;
 use crate::reload::Live;
 use stack::StackConfig;
 
@@ -38,7 +38,7 @@ pub struct Server {
     /// `listen.proxy_protocol`: read a PROXY protocol v2 header first.
     proxy_protocol: bool,
     drain_timeout: Duration,
-    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    h2: relay::serve::Settings,
     keepalive: KeepaliveConfig,
     max_connections: usize,
     /// One permit per open client connection (`limits.max_connections`).
@@ -55,14 +55,11 @@ impl Server {
     pub fn new(config: &Config, stack: StackConfig) -> Server {
         let h = &config.http2;
         let k = &config.keepalive;
-        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new())
-            // Responses are relayed as the frontend sent them (grpc-go sends
-            // no Date); hyper would format and encode one on every call.
-            .auto_date_header(false)
+        let mut builder = h2::server::Builder::new();
+        builder
             // Windows sized so that a full-size request (4 MiB by default)
             // never waits on WINDOW_UPDATE round trips.
-            .initial_stream_window_size(h.initial_stream_window_size)
+            .initial_window_size(h.initial_stream_window_size)
             .initial_connection_window_size(h.initial_connection_window_size)
             .max_frame_size(h.max_frame_size)
             .max_concurrent_streams(h.max_concurrent_streams)
@@ -70,11 +67,14 @@ impl Server {
             // Rapid reset (CVE-2023-44487) and error-reset floods: the
             // connection is closed past these counts.
             .max_pending_accept_reset_streams(h.max_pending_accept_reset_streams)
-            .max_local_error_reset_streams(h.max_local_error_reset_streams)
-            // Dead-link detection: a PING every interval without traffic, the
-            // connection closed when it is not answered in time.
-            .keep_alive_interval(k.ping_interval)
-            .keep_alive_timeout(k.ping_timeout);
+            .max_local_error_reset_streams(Some(h.max_local_error_reset_streams));
+        let h2 = relay::serve::Settings {
+            builder,
+            // Dead-link detection: a PING every interval, the connection
+            // closed when it is not answered in time.
+            ping_interval: k.ping_interval,
+            ping_timeout: k.ping_timeout,
+        };
         Server {
             live: stack.live.clone(),
             handshake_timeout: config.tls.handshake_timeout,

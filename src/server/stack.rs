@@ -7,7 +7,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::{HeaderName, Request, Response};
-use hyper::body::Incoming;
 use tower::ServiceBuilder;
 use tower_service::Service;
 
@@ -31,6 +30,7 @@ use crate::layers::rescue::RescueLayer;
 use crate::layers::token::TokenLayer;
 use crate::layers::upstream::Upstream;
 use crate::metrics::Metrics;
+use crate::relay::RecvBody;
 use crate::reload::Live;
 use crate::tls::handshake::ConnectionInfo;
 use crate::token::Tokens;
@@ -64,11 +64,12 @@ pub fn build(
     info: Arc<ConnectionInfo>,
     activity: Arc<ConnActivity>,
 ) -> impl Service<
-    Request<Incoming>,
+    Request<RecvBody>,
     Response = Response<ResponseBody>,
     Error = Infallible,
-    Future = impl Send + 'static,
+    Future = impl Send + Unpin + 'static,
 > + Clone
+       + Unpin
        + Send
        + 'static {
     let identity = info.identity.as_deref();

@@ -1,10 +1,12 @@
 //! Opens one HTTP/2 connection to the upstream frontend: TCP (no Nagle),
-//! TLS when the upstream is `https://`, then the hyper HTTP/2 handshake,
-//! done when the server's first bytes (its SETTINGS) arrive: hyper's own
+//! TLS when the upstream is `https://`, then the `h2` client handshake,
+//! done when the server's first bytes (its SETTINGS) arrive: h2's own
 //! handshake returns once its preface is written, so a peer that accepts
 //! and never speaks HTTP/2 would otherwise take calls it never answers.
 //! All of it within `upstream.connect_timeout`. The connection's driver
-//! task is returned to the pool, which spawns it.
+//! (which also sends the keepalive pings) is returned to the pool, which
+//! spawns it: the one task per upstream connection; calls are sent on it
+//! from their own tasks, with no task or channel of their own.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,8 +16,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use bytes::Bytes;
+use h2::client::{self, SendRequest};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -23,8 +25,9 @@ use tokio::sync::Notify;
 use tokio::time::{timeout_at, Instant};
 use tokio_rustls::TlsConnector;
 
-use super::{RequestBody, UpstreamError};
+use super::UpstreamError;
 use crate::config::{KeepaliveConfig, UpstreamConfig, UpstreamScheme};
+use crate::relay::keepalive::Keepalive;
 use crate::tls::ALPN_H2;
 
 /// The receive window of a whole upstream connection: HTTP/2's maximum, so
@@ -35,7 +38,7 @@ const UPSTREAM_CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 /// current SETTINGS_MAX_CONCURRENT_STREAMS (kept up to date by the driver),
 /// and the driver future that must be spawned.
 pub struct Connected {
-    pub sender: http2::SendRequest<RequestBody>,
+    pub sender: SendRequest<Bytes>,
     pub peer_max_streams: Arc<AtomicUsize>,
     pub driver: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
@@ -47,7 +50,10 @@ pub struct Connector {
     port: u16,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     connect_timeout: Duration,
-    builder: http2::Builder<TokioExecutor>,
+    builder: client::Builder,
+    /// Keepalive pings: every `interval`, answered within `timeout`.
+    ping_interval: Duration,
+    ping_timeout: Duration,
 }
 
 impl Connector {
@@ -63,22 +69,17 @@ impl Connector {
             }
             _ => None,
         };
-        let mut builder = http2::Builder::new(TokioExecutor::new());
+        let mut builder = client::Builder::new();
         builder
-            .timer(TokioTimer::new())
             // The upstream connection is shared by every client of this
             // worker. A stream's window bounds what one response whose
             // client stops reading can hold in the proxy; the connection
             // window is far above the sum of all streams' windows, so such
             // streams never exhaust it and hold up the other clients' calls.
-            .initial_stream_window_size(config.initial_stream_window_size)
+            .initial_window_size(config.initial_stream_window_size)
             .initial_connection_window_size(UPSTREAM_CONNECTION_WINDOW)
             .max_frame_size(64 * 1024)
-            // Detect a dead upstream link; the frontend accepts pings every
-            // 10 s or slower (validated), with or without open streams.
-            .keep_alive_interval(keepalive.upstream_ping_interval)
-            .keep_alive_timeout(keepalive.upstream_ping_timeout)
-            .keep_alive_while_idle(true);
+            .enable_push(false);
         Ok(Connector {
             address: config.address.clone(),
             host: config.host.clone(),
@@ -86,6 +87,10 @@ impl Connector {
             tls,
             connect_timeout: config.connect_timeout,
             builder,
+            // Detect a dead upstream link; the frontend accepts pings every
+            // 10 s or slower (validated), with or without open streams.
+            ping_interval: keepalive.upstream_ping_interval,
+            ping_timeout: keepalive.upstream_ping_timeout,
         })
     }
 
@@ -153,12 +158,12 @@ impl Connector {
         };
         let (sender, conn) = self
             .builder
-            .handshake(TokioIo::new(io))
+            .handshake::<_, Bytes>(io)
             .await
             .map_err(handshake_failed)?;
         let mut conn = Box::pin(conn);
-        // Until the server's first bytes are read (by the connection task
-        // hyper spawned), or the connection ends first.
+        // Until the server's first bytes are read (by polling the
+        // connection), or the connection ends first.
         let first_bytes = async {
             tokio::select! {
                 () = heard.notified() => None,
@@ -185,14 +190,21 @@ impl Connector {
         let peer_max_streams = Arc::new(AtomicUsize::new(usize::MAX));
         let max = peer_max_streams.clone();
         let address = self.address.clone();
+        let mut keepalive = conn
+            .ping_pong()
+            .map(|pings| Keepalive::new(pings, self.ping_interval, self.ping_timeout));
         let driver = async move {
             let result = std::future::poll_fn(|cx| {
                 let polled = conn.as_mut().poll(cx);
-                max.store(
-                    conn.as_ref().get_ref().current_max_send_streams(),
-                    Ordering::Relaxed,
-                );
-                polled
+                max.store(conn.max_concurrent_send_streams(), Ordering::Relaxed);
+                if polled.is_pending() {
+                    if let Some(keepalive) = keepalive.as_mut() {
+                        if keepalive.poll_expired(cx).is_ready() {
+                            return Poll::Ready(Err(Ended::PingTimeout(keepalive.timeout())));
+                        }
+                    }
+                }
+                polled.map_err(Ended::H2)
             })
             .await;
             match result {
@@ -208,6 +220,15 @@ impl Connector {
             driver: Box::pin(driver),
         })
     }
+}
+
+/// Why an upstream connection's driver ended with an error.
+#[derive(Debug, thiserror::Error)]
+enum Ended {
+    #[error(transparent)]
+    H2(h2::Error),
+    #[error("keepalive ping not answered within {}", humantime::format_duration(*.0))]
+    PingTimeout(Duration),
 }
 
 /// The upstream connection's stream, telling (once) when its first bytes

@@ -1,21 +1,28 @@
 //! The service that sends a call to the upstream on a pooled connection and
 //! returns the upstream's response with its body streaming back
 //! ([`UpstreamBody`]). Bodies are never buffered: frames flow as they
-//! arrive. Errors and bodies are this module's own types; the stack turns
-//! them into the client's at one boundary (`layers::upstream`).
+//! arrive. The call is sent on the `h2` connection from the call's own
+//! task, and its request body is pumped by that task too (while it waits
+//! for the response, then while it reads the response body): no task and
+//! no channel per call. Errors and bodies are this module's own types; the
+//! stack turns them into the client's at one boundary (`layers::upstream`).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use h2::RecvStream;
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, Request, Response, Uri};
+use http_body::Frame;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
-use super::{CallError, Pool, RequestBody, StreamLease};
+use super::pump::RequestPump;
+use super::{CallError, Pool, RequestBody, StreamError, StreamLease};
 use crate::grpc::names;
+use crate::relay::RecvBody;
 
 /// How many times a call that never reached the upstream (its connection
 /// closed between choosing it and sending) is tried on another connection.
@@ -37,29 +44,46 @@ impl Forward {
 }
 
 /// The upstream's response body, holding its stream's slot on the upstream
-/// connection until it ends or is dropped.
+/// connection until it ends or is dropped (dropped unfinished, h2 resets
+/// the upstream stream).
 pub struct UpstreamBody {
-    body: Incoming,
+    recv: RecvBody,
+    /// The rest of the request body, when the response began before it was
+    /// all sent.
+    pump: Option<RequestPump>,
     _lease: StreamLease,
 }
 
 impl http_body::Body for UpstreamBody {
-    type Data = bytes::Bytes;
-    type Error = hyper::Error;
+    type Data = Bytes;
+    type Error = StreamError;
 
+    /// The window is given back as each chunk is handed on; what the client
+    /// connection has not yet written is bounded by its budget (see
+    /// `call::body`), and the client stream's own window decides when the
+    /// next chunk is read.
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        let this = &mut *self;
+        if let Some(pump) = this.pump.as_mut() {
+            match pump.poll(cx) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) => this.pump = None,
+                Poll::Ready(Err(e)) => {
+                    this.pump = None;
+                    return Poll::Ready(Some(Err(StreamError::Request(e))));
+                }
+            }
+        }
+        Pin::new(&mut this.recv)
+            .poll_frame(cx)
+            .map_err(StreamError::Upstream)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        self.recv.is_end_stream()
     }
 }
 
@@ -85,25 +109,46 @@ where
 
 async fn send(
     pool: &Arc<Pool>,
-    mut req: Request<RequestBody>,
+    req: Request<RequestBody>,
 ) -> Result<Response<UpstreamBody>, CallError> {
+    let (parts, body) = req.into_parts();
     let mut tries = 0;
-    loop {
+    let (lease, mut sender) = loop {
         let lease = pool.lease().await.map_err(CallError::Unavailable)?;
-        match lease.sender().try_send_request(req).await {
-            Ok(resp) => return Ok(from_upstream(resp, lease)),
-            Err(mut e) => match e.take_message() {
-                // Never written to the wire (the connection closed or got
-                // GOAWAY first): safe to send on another connection.
-                Some(unsent) if tries < MAX_UNSENT_RETRIES => {
-                    tries += 1;
-                    tracing::debug!(conn = lease.connection_id(), error = %e.error(), "upstream connection closed before the call was sent; retrying");
-                    req = unsent;
+        let mut sender = lease.sender();
+        match std::future::poll_fn(|cx| sender.poll_ready(cx)).await {
+            Ok(()) => break (lease, sender),
+            // Nothing was written: the connection closed or got GOAWAY
+            // since it was chosen. Safe to send on another connection.
+            Err(e) => {
+                lease.close();
+                if tries == MAX_UNSENT_RETRIES {
+                    return Err(CallError::Failed(StreamError::Upstream(e)));
                 }
-                _ => return Err(CallError::Failed(e.into_error())),
-            },
+                tries += 1;
+                tracing::debug!(conn = lease.connection_id(), error = %e, "upstream connection closed before the call was sent; retrying");
+            }
         }
-    }
+    };
+    let end = http_body::Body::is_end_stream(&body);
+    let (response, stream) = sender
+        .send_request(Request::from_parts(parts, ()), end)
+        .map_err(|e| CallError::Failed(StreamError::Upstream(e)))?;
+    let mut pump = (!end).then(|| RequestPump::new(body, stream));
+    let mut response = std::pin::pin!(response);
+    let response = std::future::poll_fn(|cx| {
+        if let Some(p) = pump.as_mut() {
+            match p.poll(cx) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) => pump = None,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(StreamError::Request(e))),
+            }
+        }
+        response.as_mut().poll(cx).map_err(StreamError::Upstream)
+    })
+    .await
+    .map_err(CallError::Failed)?;
+    Ok(from_upstream(response, pump, lease))
 }
 
 /// Rewrites the client's request for the upstream: scheme of the upstream
@@ -141,7 +186,7 @@ where
 }
 
 /// A request body without its trailers: the body ends where they would
-/// have come (hyper then ends the stream with an empty DATA frame).
+/// have come (the pump then ends the stream with an empty DATA frame).
 struct NoTrailers<B>(Option<B>);
 
 impl<B> http_body::Body for NoTrailers<B>
@@ -171,8 +216,8 @@ where
         self.0.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
-    /// Never exact: hyper would turn an exact hint into a `content-length`
-    /// (the client's, if it sent one), which is dropped on purpose.
+    /// Never exact: nothing downstream may take it for a `content-length`
+    /// (the client's, if it sent one, is dropped on purpose).
     fn size_hint(&self) -> http_body::SizeHint {
         let mut hint = http_body::SizeHint::new();
         hint.set_lower(self.0.as_ref().map_or(0, |b| b.size_hint().lower()));
@@ -199,13 +244,18 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn from_upstream(resp: Response<Incoming>, lease: StreamLease) -> Response<UpstreamBody> {
-    let (mut parts, body) = resp.into_parts();
+fn from_upstream(
+    resp: Response<RecvStream>,
+    pump: Option<RequestPump>,
+    lease: StreamLease,
+) -> Response<UpstreamBody> {
+    let (mut parts, recv) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(
         parts,
         UpstreamBody {
-            body,
+            recv: RecvBody::new(recv),
+            pump,
             _lease: lease,
         },
     )

@@ -6,6 +6,7 @@ mod connector;
 mod forward;
 pub mod namespaces;
 mod pool;
+mod pump;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +35,19 @@ pub enum CallError {
     /// The call was sent (or its connection was lost while sending) and
     /// failed before a response arrived.
     #[error("upstream call failed: {0}")]
-    Failed(#[source] hyper::Error),
+    Failed(#[source] StreamError),
+}
+
+/// Why a call's stream failed once sent: the upstream's side (a reset, a
+/// GOAWAY, the connection lost) or the client's request stream.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Upstream(h2::Error),
+    /// The client's request body failed while it was forwarded (the client
+    /// reset its stream or went away); the upstream stream is reset.
+    #[error("client request stream failed: {0}")]
+    Request(#[source] BoxError),
 }
 
 /// Why the upstream could not take a call.
@@ -60,7 +73,7 @@ pub enum UpstreamError {
     Handshake {
         address: String,
         #[source]
-        source: hyper::Error,
+        source: h2::Error,
     },
     /// Connected, but no byte of HTTP/2 (the server's SETTINGS) came back.
     #[error("upstream {address} unreachable: connected, but it sent no HTTP/2 SETTINGS within {} (is it an HTTP/2 gRPC server?)", humantime::format_duration(*after))]

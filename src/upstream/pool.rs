@@ -17,10 +17,11 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use hyper::client::conn::http2::SendRequest;
+use bytes::Bytes;
+use h2::client::SendRequest;
 
 use super::connector::Connector;
-use super::{RequestBody, UpstreamError};
+use super::UpstreamError;
 use crate::metrics::Metrics;
 
 /// How many streams and connections, and how long idle.
@@ -51,7 +52,10 @@ pub struct Pool {
 
 pub struct PooledConn {
     id: u64,
-    sender: SendRequest<RequestBody>,
+    sender: SendRequest<Bytes>,
+    /// Set when the connection can take no new call: its driver ended, or
+    /// a call found it closed or going away (GOAWAY received).
+    closed: AtomicBool,
     in_flight: AtomicUsize,
     peer_max_streams: Arc<AtomicUsize>,
     epoch: Instant,
@@ -61,12 +65,12 @@ pub struct PooledConn {
 
 impl PooledConn {
     fn is_open(&self) -> bool {
-        !self.sender.is_closed()
+        !self.closed.load(Ordering::Relaxed)
     }
 
     fn has_room(&self, max_streams: usize) -> bool {
         let limit = max_streams.min(self.peer_max_streams.load(Ordering::Relaxed));
-        !self.sender.is_closed() && self.in_flight.load(Ordering::Relaxed) < limit
+        self.is_open() && self.in_flight.load(Ordering::Relaxed) < limit
     }
 }
 
@@ -77,8 +81,16 @@ pub struct StreamLease {
 }
 
 impl StreamLease {
-    pub fn sender(&self) -> SendRequest<RequestBody> {
+    /// A handle to send on: one per call (h2 allows one stream not yet
+    /// opened per handle).
+    pub fn sender(&self) -> SendRequest<Bytes> {
         self.conn.sender.clone()
+    }
+
+    /// The connection takes no new calls (a call found it closed or going
+    /// away); the pool forgets it once its driver ends.
+    pub fn close(&self) {
+        self.conn.closed.store(true, Ordering::Relaxed);
     }
 
     pub fn connection_id(&self) -> u64 {
@@ -165,6 +177,7 @@ impl Pool {
                 let conn = Arc::new(PooledConn {
                     id: self.next_id.fetch_add(1, Ordering::Relaxed),
                     sender: connected.sender,
+                    closed: AtomicBool::new(false),
                     in_flight: AtomicUsize::new(1),
                     peer_max_streams: connected.peer_max_streams,
                     epoch: self.epoch,
@@ -175,11 +188,8 @@ impl Pool {
                 }
                 tracing::debug!(upstream = %self.address(), conn = conn.id, "upstream connection opened");
                 self.conns.rcu(|current| {
-                    let mut next: Vec<_> = current
-                        .iter()
-                        .filter(|c| !c.sender.is_closed())
-                        .cloned()
-                        .collect();
+                    let mut next: Vec<_> =
+                        current.iter().filter(|c| c.is_open()).cloned().collect();
                     next.push(conn.clone());
                     next
                 });
@@ -187,8 +197,12 @@ impl Pool {
                 let id = conn.id;
                 let driver = connected.driver;
                 let open = self.metrics.upstream_connected();
+                let ended = Arc::downgrade(&conn);
                 tokio::spawn(async move {
                     driver.await;
+                    if let Some(conn) = ended.upgrade() {
+                        conn.closed.store(true, Ordering::Relaxed);
+                    }
                     drop(open);
                     if let Some(pool) = pool.upgrade() {
                         pool.remove(id);

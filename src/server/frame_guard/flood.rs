@@ -1,4 +1,4 @@
-//! Control-frame floods hyper and h2 leave unbounded: client SETTINGS
+//! Control-frame floods h2 leave unbounded: client SETTINGS
 //! frames (each one h2 applies and acknowledges; CVE-2019-9515) and
 //! RST_STREAM frames at a steady pace (h2's
 //! `max_pending_accept_reset_streams` only bounds resets of streams not yet

@@ -1,16 +1,16 @@
 //! The client's side of the guarded stream: the connection preface, then
 //! frames, each frame head shown to the ping enforcer, and every header
-//! block checked ([`HeaderCheck`]) before hyper may read it.
+//! block checked ([`HeaderCheck`]) before the codec may read it.
 //!
-//! Most bytes never stop here: the guard reads straight into hyper's buffer
+//! Most bytes never stop here: the guard reads straight into the codec's buffer
 //! and [`Inbound::scan`] walks what came. Only when a header block cannot be
 //! judged where it lies (it continues in the next read, spans CONTINUATION
 //! frames, or must be rewritten) are the bytes from its first frame on taken
-//! out of hyper's buffer into `held`; once the block is complete it is
+//! out of the codec's buffer into `held`; once the block is complete it is
 //! judged, and it (or its rewrite) and what followed are queued in `ready`,
-//! which the guard hands to hyper before reading the client again. A frame
+//! which the guard hands to the codec before reading the client again. A frame
 //! head cut by the end of a read is held the same way (at most 8 bytes), so
-//! a header block's first bytes never reach hyper before it is judged.
+//! a header block's first bytes never reach the codec before it is judged.
 
 use tokio::io::ReadBuf;
 
@@ -40,7 +40,7 @@ pub(super) trait FrameSink {
     fn frame(&mut self, head: FrameHead) -> bool;
 }
 
-/// The ping enforcer tripped: nothing more goes to hyper.
+/// The ping enforcer tripped: nothing more goes to the codec.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Tripped;
 
@@ -48,7 +48,7 @@ pub(super) struct Tripped;
 pub(super) struct Inbound {
     /// Preface bytes matched so far.
     preface: u8,
-    /// The preface did not match: not HTTP/2, hyper will refuse it; stop
+    /// The preface did not match: not HTTP/2, the codec will refuse it; stop
     /// looking.
     pub(super) not_http2: bool,
     /// Payload bytes of the current frame still to pass.
@@ -62,7 +62,7 @@ pub(super) struct Inbound {
     max_stream: u32,
     /// Bytes read but not judged yet; they start at a frame boundary.
     held: Vec<u8>,
-    /// Bytes judged and waiting for room in hyper's buffer, from
+    /// Bytes judged and waiting for room in the codec's buffer, from
     /// `ready_from` on.
     ready: Vec<u8>,
     ready_from: usize,
@@ -85,8 +85,8 @@ impl Default for Inbound {
 }
 
 impl Inbound {
-    /// Bytes the guard just read into hyper's buffer. Returns how many of
-    /// them hyper may have now; the rest were taken over (into `held`, and
+    /// Bytes the guard just read into the codec's buffer. Returns how many of
+    /// them the codec may have now; the rest were taken over (into `held`, and
     /// from there into `ready`).
     pub(super) fn scan(
         &mut self,
@@ -161,7 +161,7 @@ impl Inbound {
     }
 
     /// Whether the preface is behind (or the stream is not HTTP/2, which
-    /// hyper refuses itself).
+    /// The codec refuses itself).
     pub(super) fn preface_done(&self) -> bool {
         self.not_http2 || usize::from(self.preface) >= PREFACE.len()
     }
@@ -171,7 +171,7 @@ impl Inbound {
         !self.held.is_empty()
     }
 
-    /// Whether judged bytes wait for hyper: [`Inbound::take_ready`] first.
+    /// Whether judged bytes wait for the codec: [`Inbound::take_ready`] first.
     pub(super) fn has_ready(&self) -> bool {
         self.ready_from < self.ready.len()
     }
@@ -191,7 +191,7 @@ impl Inbound {
         }
     }
 
-    /// The client closed its side: what is held goes to hyper as it is
+    /// The client closed its side: what is held goes to the codec as it is
     /// (h2 sees the frame cut short, as it would have).
     pub(super) fn release_held(&mut self) {
         let held = std::mem::take(&mut self.held);
@@ -471,7 +471,7 @@ fn header_frames(original: FrameHead, block: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 impl Inbound {
-    /// One read of `bytes`, as the guard handles it: the bytes hyper gets
+    /// One read of `bytes`, as the guard handles it: the bytes the codec gets
     /// (from this read and, once judged, from earlier ones).
     pub(super) fn feed(
         &mut self,

@@ -1,14 +1,14 @@
-//! What the proxy enforces on a client's HTTP/2 frames below hyper, on the
+//! What the proxy enforces on a client's HTTP/2 frames below the h2 codec, on the
 //! decrypted byte stream (the TLS stream, under `TokioIo`): the only place
-//! the frames are visible (below, they are encrypted; above, hyper consumes
+//! the frames are visible (below, they are encrypted; above, the codec consumes
 //! them). [`FrameGuard`] wraps the stream and reads the frames going both
 //! ways:
 //!
 //! - client PINGs, judged as grpc-go judges them (`ping`, below);
 //! - client SETTINGS and RST_STREAM frames, each limited to a burst and a
-//!   rate per connection (`flood`), which hyper and h2 leave unbounded;
+//!   rate per connection (`flood`), which h2 leave unbounded;
 //! - the client's preface, which must come within a deadline
-//!   ([`FrameGuard::with_preface_timeout`]): hyper waits for it for ever;
+//!   ([`FrameGuard::with_preface_timeout`]): the codec waits for it for ever;
 //! - client header blocks, checked as grpc-go reads them, so that a field h2
 //!   would refuse for the whole connection costs only its stream, and
 //!   `:path` reaches the proxy as the frontend would see it (`hpack`,
@@ -22,7 +22,7 @@
 //!
 //! # Client PING enforcement
 //!
-//! hyper answers every client PING and exposes neither a hook nor a limit, so
+//! The codec answers every client PING and exposes neither a hook nor a limit, so
 //! a client can ping as often as it likes. The frontend behind us would not
 //! allow that: grpc-go counts a PING sooner than `min_interval` after the
 //! previous one as a strike (with no open streams and pings without streams
@@ -32,7 +32,7 @@
 //! debug data `too_many_pings` and closes the connection (a grpc-go client
 //! then doubles its keepalive interval).
 //!
-//! The guard does the same from outside hyper. Bytes pass through
+//! The guard does the same from outside the codec. Bytes pass through
 //! unchanged (but for the header blocks and window updates above); the
 //! guard keeps a 9-byte header buffer and a payload countdown per direction
 //! and buffers only header blocks it cannot judge where they lie.
@@ -40,7 +40,7 @@
 //! - **Inbound** (`poll_read`): the 24-byte client preface, then frame
 //!   headers. PING without ACK is judged; HEADERS opening a new stream raise
 //!   the highest client stream id (the GOAWAY's last-stream-id).
-//! - **Outbound** (`poll_write`): hyper's frame boundaries (it may write part
+//! - **Outbound** (`poll_write`): the codec's frame boundaries (it may write part
 //!   of a frame, or several, at once). HEADERS or DATA from the server reset
 //!   the strikes, as grpc-go does, so pings during active calls (including
 //!   BDP pings while a response streams) are never punished.
@@ -55,14 +55,14 @@
 //!
 //! **The GOAWAY.** When the strikes (or a flood bucket) run out (always
 //! while reading, since only a client frame can trip it), the bytes of
-//! that read are withheld from hyper and the guard writes its own GOAWAY
+//! that read are withheld from the codec and the guard writes its own GOAWAY
 //! into the underlying stream at the next outbound frame boundary, before
-//! any more of hyper's bytes, then flushes and shuts the write side down
+//! any more of the codec's bytes, then flushes and shuts the write side down
 //! (TLS close_notify, TCP FIN).
-//! - If hyper is not in the middle of a frame (idle, or its last write
+//! - If the codec is not in the middle of a frame (idle, or its last write
 //!   ended on a boundary), the read that tripped writes the GOAWAY at once.
-//! - If hyper is mid-frame, its writes are cut at the end of that frame
-//!   (a short write, which hyper retries), and the next write or flush, at
+//! - If the codec is mid-frame, its writes are cut at the end of that frame
+//!   (a short write, which the codec retries), and the next write or flush, at
 //!   the boundary, writes the GOAWAY; a read waiting for that is woken.
 //!
 //! Then the guard lingers, as grpc-go does (grpc-go#5358): closing a socket
@@ -70,17 +70,17 @@
 //! that gets RST may lose the GOAWAY unread, never learning why. So reads
 //! discard what the client still sends until it closes (clients close on
 //! GOAWAY and EOF) or one second passes, and only then return EOF, upon
-//! which hyper ends the connection and drops its calls. Meanwhile hyper's
+//! which the codec ends the connection and drops its calls. Meanwhile the codec's
 //! writes are accepted and discarded: nothing more reaches the client.
 //!
 //! The GOAWAY's last-stream-id is the highest stream id the client opened,
-//! or the one hyper announced in its own GOAWAY if lower (ids must never
+//! or the one the codec announced in its own GOAWAY if lower (ids must never
 //! grow between GOAWAYs): no processed stream is ever claimed unprocessed,
-//! so a client never retries a call that ran. hyper writes its SETTINGS
+//! so a client never retries a call that ran. The codec writes its SETTINGS
 //! before it first reads, so the GOAWAY never precedes the server preface.
 //!
 //! A flooding client that also stops reading can leave the GOAWAY write
-//! pending, exactly as it would leave hyper's writes pending: what bounds a
+//! pending, exactly as it would leave the codec's writes pending: what bounds a
 //! connection's life (max age and its grace) must end it.
 
 use std::future::Future;
@@ -107,10 +107,10 @@ mod inbound;
 mod ping;
 
 /// Bytes read per read while header bytes are held (they go to the guard's
-/// buffer, not hyper's).
+/// buffer, not the codec's).
 const HELD_READ: usize = 8 * 1024;
 
-/// The decrypted stream of one client connection, as hyper sees it, with
+/// The decrypted stream of one client connection, as the codec sees it, with
 /// the guard's checks applied. See the module documentation.
 pub struct FrameGuard<IO> {
     io: IO,
@@ -122,7 +122,7 @@ pub struct FrameGuard<IO> {
     clock: Clock,
     /// How long to read and discard after the GOAWAY.
     linger: Duration,
-    /// A read waiting for hyper's write to reach a frame boundary.
+    /// A read waiting for the codec's write to reach a frame boundary.
     read_waker: Option<Waker>,
     /// How long the client has for its preface, from the first read.
     preface_timeout: Option<Duration>,
@@ -152,7 +152,7 @@ impl<IO> FrameGuard<IO> {
     }
 
     /// Closes the connection (reads see EOF) when the client's HTTP/2
-    /// preface is not complete `timeout` after hyper first reads. hyper
+    /// preface is not complete `timeout` after the codec first reads. The codec
     /// waits for it forever, and its graceful shutdown waits for it too, so
     /// neither `max_connection_idle` nor a drain would end such a
     /// connection.
@@ -205,7 +205,7 @@ impl Clock {
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> FrameGuard<IO> {
-    /// Watches bytes hyper got written.
+    /// Watches bytes the codec got written.
     fn inspect_outbound(&mut self, bytes: &[u8]) {
         self.outbound
             .feed(bytes, &mut ServerFrames(&mut self.enforcer));
@@ -298,7 +298,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> FrameGuard<IO> {
         }
     }
 
-    /// A write after the guard tripped: finish hyper's current frame and no
+    /// A write after the guard tripped: finish the codec's current frame and no
     /// more, then inject the GOAWAY.
     fn poll_write_tripped(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let room = self.outbound.until_boundary();
@@ -312,12 +312,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> FrameGuard<IO> {
             return Poll::Ready(Ok(n));
         }
         ready!(self.poll_goaway(cx))?;
-        // Make sure hyper reads again soon, so the linger timer is armed.
+        // Make sure the codec reads again soon, so the linger timer is armed.
         cx.waker().wake_by_ref();
         Poll::Ready(Ok(buf.len()))
     }
 
-    /// After the GOAWAY: discard the client's bytes (in hyper's buffer)
+    /// After the GOAWAY: discard the client's bytes (in the codec's buffer)
     /// until it closes or the linger ends, then report EOF.
     fn poll_linger(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let Phase::Lingering(until) = &mut self.phase else {
@@ -386,7 +386,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for FrameGuard<IO> {
                         {
                             Ok(pass) => {
                                 buf.set_filled(before + pass);
-                                // Nothing read (EOF), or something for hyper.
+                                // Nothing read (EOF), or something for the codec.
                                 if read == 0 || pass > 0 {
                                     return Poll::Ready(Ok(()));
                                 }
@@ -399,7 +399,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for FrameGuard<IO> {
                         }
                     };
                     if tripped {
-                        // Nothing from the decision on reaches hyper; the
+                        // Nothing from the decision on reaches the codec; the
                         // GOAWAY's last-stream-id already covers any stream
                         // these bytes opened.
                         this.inbound.discard();
@@ -410,7 +410,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for FrameGuard<IO> {
                 Phase::Closed => return Poll::Ready(Ok(())),
                 Phase::GoAway { .. } | Phase::Flush | Phase::Shutdown => {
                     if !this.outbound.at_boundary() {
-                        // hyper is mid-frame and will keep writing (it only
+                        // The codec is mid-frame and will keep writing (it only
                         // stops when the stream is not writable, and then a
                         // wake-up is registered); its writes inject the
                         // GOAWAY and wake this read.
@@ -492,7 +492,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for FrameGuard<IO> {
                     return Pin::new(&mut this.io).poll_flush(cx);
                 }
                 ready!(this.poll_goaway(cx))?;
-                // hyper may be parked on a read of the client, which may
+                // The codec may be parked on a read of the client, which may
                 // never come: have it read again so the linger timer is armed.
                 cx.waker().wake_by_ref();
                 Poll::Ready(Ok(()))
@@ -509,7 +509,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for FrameGuard<IO> {
                 if this.outbound.at_boundary() {
                     return this.poll_goaway(cx);
                 }
-                // hyper gave up mid-frame: no GOAWAY can follow it.
+                // The codec gave up mid-frame: no GOAWAY can follow it.
                 let res = ready!(Pin::new(&mut this.io).poll_shutdown(cx));
                 this.close();
                 Poll::Ready(res)

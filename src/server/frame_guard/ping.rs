@@ -93,7 +93,7 @@ pub(super) struct ServerFrames<'a>(pub(super) &'a mut Enforcer);
 impl OnFrame for ServerFrames<'_> {
     fn head(&mut self, head: FrameHead) -> bool {
         self.0.server_frame(head);
-        // hyper's own GOAWAY: learn its last-stream-id.
+        // The codec's own GOAWAY: learn its last-stream-id.
         head.kind == GOAWAY && head.stream == 0
     }
 
@@ -112,7 +112,7 @@ pub(super) struct Enforcer {
     /// clears the strikes and is not judged (grpc-go's `resetPingStrikes`).
     pub(super) reset_strikes: bool,
     pub(super) max_client_stream: u32,
-    /// The last-stream-id of hyper's own GOAWAY, if it sent one.
+    /// The last-stream-id of the codec's own GOAWAY, if it sent one.
     pub(super) server_goaway: Option<u32>,
     pub(super) open: OpenStreams,
     settings: Bucket,
