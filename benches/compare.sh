@@ -13,8 +13,10 @@
 #               1 thread: p50/p99 and the latency added over direct mTLS
 #   handshakes  a full mTLS handshake (ECDSA P-256, no resumption) per call,
 #               1 thread: handshakes/s, proxy CPU µs per handshake
-#   memory      PSS per open long poll (1,000 and 10,000) and per idle mTLS
-#               connection (1,000 and 10,000; each made one call), 1 thread
+#   memory      PSS per open long poll (1,000 and 10,000), per idle mTLS
+#               connection (1,000 and 10,000; each made one call), and per
+#               client that asks for a 1 MiB response and never reads it
+#               (100 and 1,000; temporal-stall), 1 thread
 #   streaming   1 MiB echo messages: MiB/s, ratio to direct mTLS
 #
 # --quick: 1 run, 1 s runs, memory at 100 only (a smoke test of the script).
@@ -38,6 +40,8 @@
 #                            loop (0: the pacer sleeps; spinning would take the
 #                            load CPU from the generator and the fake)
 #   MEM_SIZES ["1000 10000", quick "100"]  N of the memory section
+#   UNREAD_SIZES ["100 1000", quick "10"]  N of its clients that stop reading
+#   UNREAD_BYTES [1048576]   the response each of them asks for
 #   MEM_RUNS [1]             runs per memory cell (fresh proxy each)
 #   HOLD_FOR [12s, quick 5s] SETTLE [4, quick 2]  memory: hold time, and
 #                            seconds before the first memory sample
@@ -64,6 +68,8 @@ HELPER=$ROOT/benches/compare_report.py
 BIN=${BIN:-$ROOT/target/release}
 BENCH=$BIN/temporal-loadgen
 FAKE=$BIN/temporal-fake-frontend
+STALL=$BIN/temporal-stall
+UNREAD_BYTES=${UNREAD_BYTES:-1048576}
 PROXY=$BIN/temporal-mtls-proxy
 
 usage() { sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
@@ -112,6 +118,7 @@ if [ "$QUICK" = 1 ]; then
     DURATION=${DURATION:-1s}
     WARMUP=${WARMUP:-500ms}
     MEM_SIZES=${MEM_SIZES:-100}
+    UNREAD_SIZES=${UNREAD_SIZES:-10}
     HOLD_FOR=${HOLD_FOR:-5s}
     SETTLE=${SETTLE:-2}
 else
@@ -119,6 +126,7 @@ else
     DURATION=${DURATION:-5s}
     WARMUP=${WARMUP:-1s}
     MEM_SIZES=${MEM_SIZES:-1000 10000}
+    UNREAD_SIZES=${UNREAD_SIZES:-100 1000}
     HOLD_FOR=${HOLD_FOR:-12s}
     SETTLE=${SETTLE:-4}
 fi
@@ -222,7 +230,7 @@ if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && "${BUILD_TOOLS[@]}") ||
         die "the build failed (benches/compare.sh --no-build uses the binaries already in target/release)"
 fi
-for b in "$BENCH" "$FAKE" "$PROXY"; do
+for b in "$BENCH" "$FAKE" "$STALL" "$PROXY"; do
     [ -x "$b" ] || die "$b is missing: ${BUILD_PROXY[*]} && ${BUILD_TOOLS[*]}"
 done
 
@@ -381,9 +389,10 @@ name = "bench-client"
 match = $match
 namespaces = ["*"]
 roles = ["admin"]
-# The fake frontend's echo method of the streaming section is no Temporal
-# RPC: allowed by name, as a rule allows RPCs newer than the method table.
-methods = ["/test.Echo/Echo"]
+# The fake frontend's echo method of the streaming section and its bulk
+# answer (the memory section's clients that stop reading) are no Temporal
+# RPCs: allowed by name, as a rule allows RPCs newer than the method table.
+methods = ["/test.Echo/Echo", "/test.Bulk/Download"]
 EOF
         if ! "$PROXY" --config "$dir/proxy.toml" --check-config >"$dir/check.log" 2>&1; then
             warn "temporal-mtls-proxy refuses its config: $(tail -n 5 "$dir/check.log")"
@@ -756,7 +765,7 @@ sample_peak() {
     done
 }
 
-# memory_cell PROXY KIND(polls|idle) N RUN
+# memory_cell PROXY KIND(polls|idle|unread) N RUN
 memory_cell() {
     local t=$1 kind=$2 n=$3 run=$4 conns base f lp i note="" line
     start_proxy "$t" 1 || {
@@ -789,6 +798,30 @@ memory_cell() {
             note="${note:+$note; }peak open $peak_open, open at end $open_end of $n"
         elif ! py bench-ok "$f.json" >/dev/null; then
             note="failed polls were retried after 100 ms: all $n open at the end"
+        fi
+    elif [ "$kind" = unread ]; then
+        conns=$n
+        # N clients, each one call of UNREAD_BYTES, none read (a check
+        # connection first reads one to the end); "ready N" once all are
+        # written, held 8 s for the samples below (1 s, then 3 s).
+        taskset -c "$LOAD_CPUS" "$STALL" --target "127.0.0.1:${PORT[$t]}" --ca "$PKI/ca.pem" \
+            --cert "$PKI/client.pem" --key "$PKI/client.key" --server-name localhost \
+            --connections "$n" --bytes "$UNREAD_BYTES" --hold-for 8s >"$f.out" 2>"$f.err" &
+        lp=$!
+        STARTED+=("$lp")
+        for i in $(seq 1 3200); do
+            grep -q '^ready ' "$f.out" && break
+            kill -0 "$lp" 2>/dev/null || break
+            sleep 0.1
+        done
+        line=$(grep -m 1 '^ready ' "$f.out" || true)
+        sleep 1
+        sample_peak 3 "${PID[$t]}"
+        if [ -z "$line" ]; then
+            note="temporal-stall: not ready within 320 s, or it failed: $(tail -n 2 "$f.err")"
+            kill_tree "$lp"
+        else
+            wait "$lp" || note="temporal-stall failed: $(tail -n 2 "$f.err")"
         fi
     else
         conns=$n
@@ -828,7 +861,7 @@ memory_cell() {
     local args=(section=memory target="$t" threads=1 run="$run" n="$n" kind="$kind" conns="$conns"
         base_pss_kib="$base" peak_pss_kib="$PEAK_PSS" peak_rss_kib="$PEAK_RSS" kib_per_item="$each")
     [ -z "$note" ] || args+=(note="${note// /_}")
-    args+=(--bench "$f.json")
+    [ "$kind" = unread ] || args+=(--bench "$f.json")
     py record "$RESULTS" "${args[@]}"
     printf '    %-8s %-5s N=%-6s baseline %s KiB, peak %s KiB: %s KiB each %s\n' \
         "$t" "$kind" "$n" "$base" "$PEAK_PSS" "$each" "$note" >&2
@@ -840,15 +873,19 @@ section_memory() {
     local run t n kind
     placement 1
     log "memory, 1 proxy thread: $(placement_text 1); N = $MEM_SIZES; hold ${HOLD_S}s"
-    py meta "$META" memory_shape="Long polls: temporal-loadgen --mode hold --hold-calls N over N/100 connections for ${HOLD_S}s (the fake holds polls longer); idle: N mTLS connections that each made one GetSystemInfo call and then sit idle (temporal-loadgen --mode idle --connections N, 64 dialed at once, full handshakes). A fresh proxy per cell; $MEM_RUNS run(s) per cell"
+    py meta "$META" memory_shape="Long polls: temporal-loadgen --mode hold --hold-calls N over N/100 connections for ${HOLD_S}s (the fake holds polls longer); idle: N mTLS connections that each made one GetSystemInfo call and then sit idle (temporal-loadgen --mode idle --connections N, 64 dialed at once, full handshakes); not reading: N mTLS clients (temporal-stall --connections N --bytes $UNREAD_BYTES), each granting the largest HTTP/2 windows, asking for one response of $UNREAD_BYTES bytes from the fake's /test.Bulk/Download and never reading its socket (a check connection first reads one such response to the end). A fresh proxy per cell; $MEM_RUNS run(s) per cell"
     start_fake h2c
-    for kind in polls idle; do
-        for n in $MEM_SIZES; do
+    for kind in polls idle unread; do
+        local sizes=$MEM_SIZES
+        [ "$kind" != unread ] || sizes=$UNREAD_SIZES
+        for n in $sizes; do
             for run in $(seq 1 "$MEM_RUNS"); do
                 for t in "${PROXIES[@]}"; do
                     case $t in
                     nginx) [ -n "$NGINX" ] || continue ;;
                     haproxy) [ -n "$HAPROXY" ] || continue ;;
+                    # temporal-stall sends no bearer token.
+                    tmp-token) [ "$kind" != unread ] || continue ;;
                     esac
                     memory_cell "$t" "$kind" "$n" "$run"
                 done

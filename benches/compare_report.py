@@ -598,7 +598,12 @@ def report(argv):
     if g:
         rows = []
         per = {}
-        for kind in ("polls", "idle"):
+        what = {
+            "polls": "open long polls",
+            "idle": "idle mTLS connections",
+            "unread": "clients not reading a 1 MiB response",
+        }
+        for kind in ("polls", "idle", "unread"):
             for n in sorted({k[2] for k in g if k[3] == kind}):
                 for t in targets_in(g):
                     a = g.get((t, 1, n, kind))
@@ -610,7 +615,7 @@ def report(argv):
                     rows.append(
                         [
                             TARGET_NAME[t],
-                            "open long polls" if kind == "polls" else "idle mTLS connections",
+                            what[kind],
                             fmt(n),
                             fmt(a.f("conns")),
                             fmt(base / 1024 if base is not None else None, 1),
@@ -621,7 +626,8 @@ def report(argv):
                         ]
                     )
         parts.append(
-            "## Memory per open long poll and per idle connection, 1 proxy thread\n\n"
+            "## Memory per open long poll, per idle connection, per client that stops reading, "
+            "1 proxy thread\n\n"
             f"{meta.get('memory_shape', '')}. PSS = sum of Pss from /proc/PID/smaps_rollup over "
             "the proxy's processes (nginx: master + workers); baseline after one call on a fresh "
             "proxy, peak = highest sample while all are open. KiB each = (peak PSS − baseline) / N.\n\n"
@@ -640,7 +646,11 @@ def report(argv):
                 rows,
             )
         )
-        for kind, label in (("polls", "KiB per open poll"), ("idle", "KiB per idle connection")):
+        for kind, label in (
+            ("polls", "KiB per open poll"),
+            ("idle", "KiB per idle connection"),
+            ("unread", "KiB per client not reading its 1 MiB response"),
+        ):
             for n in sorted({k[2] for k in g if k[3] == kind}):
                 o = per.get((kind, n, "tmp"))
                 if o is None:

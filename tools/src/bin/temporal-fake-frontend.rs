@@ -32,6 +32,9 @@
 //! - `grpc.health.v1.Health/Check`: SERVING.
 //! - `test.Echo/Echo`: the request body streamed back frame by frame as it
 //!   arrives (not buffered), then OK trailers.
+//! - `test.Bulk/Download`: the request's message is a 4-byte big-endian
+//!   size N; the answer is one message of N zero bytes, made as it is sent
+//!   (16 KiB chunks of one static buffer), then OK trailers.
 //!
 //! Every answer but the echo is sent after the whole request body was read.
 
@@ -141,7 +144,16 @@ enum Reply {
         request: Incoming,
         trailers: Option<HeaderMap>,
     },
+    /// A message of `left` zero bytes still to send (its prefix first).
+    Bulk {
+        prefix: Option<Bytes>,
+        left: usize,
+        trailers: Option<HeaderMap>,
+    },
 }
+
+/// What bulk responses are cut from.
+static ZEROS: [u8; 16 << 10] = [0; 16 << 10];
 
 impl Body for Reply {
     type Data = Bytes;
@@ -179,13 +191,28 @@ impl Body for Reply {
                     }
                 }
             },
+            Reply::Bulk {
+                prefix,
+                left,
+                trailers,
+            } => {
+                if let Some(prefix) = prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(prefix))));
+                }
+                if *left > 0 {
+                    let n = (*left).min(ZEROS.len());
+                    *left -= n;
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&ZEROS[..n])))));
+                }
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Reply::Fixed { data, trailers } => data.is_none() && trailers.is_none(),
-            Reply::Echo { trailers, .. } => trailers.is_none(),
+            Reply::Echo { trailers, .. } | Reply::Bulk { trailers, .. } => trailers.is_none(),
         }
     }
 }
@@ -257,6 +284,20 @@ async fn handle(
     if path == temporal::path::ECHO {
         return Ok(grpc_response(Reply::Echo {
             request: body,
+            trailers: Some(shared.ok_trailers.clone()),
+        }));
+    }
+    if path == temporal::path::DOWNLOAD {
+        let request = body.collect().await?.to_bytes();
+        let size = match request.get(5..9) {
+            Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
+            _ => 0,
+        };
+        let mut prefix = vec![0u8];
+        prefix.extend_from_slice(&size.to_be_bytes());
+        return Ok(grpc_response(Reply::Bulk {
+            prefix: Some(Bytes::from(prefix)),
+            left: size as usize,
             trailers: Some(shared.ok_trailers.clone()),
         }));
     }

@@ -28,6 +28,9 @@ pub mod path {
     pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
     /// Not a Temporal method: the fake frontend's echo of raw messages.
     pub const ECHO: &str = "/test.Echo/Echo";
+    /// The fake frontend's bulk response: the request's message is a 4-byte
+    /// big-endian size, the answer one message of that many bytes.
+    pub const DOWNLOAD: &str = "/test.Bulk/Download";
 }
 
 // --- Requests ----------------------------------------------------------------
