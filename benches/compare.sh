@@ -765,9 +765,21 @@ sample_peak() {
     done
 }
 
+# first_line FILE PATTERN PID: the first line of FILE matching PATTERN, once
+# it is there (empty if PID exits first); bounded: 320 s.
+first_line() {
+    local i
+    for i in $(seq 1 3200); do
+        grep -q "$2" "$1" && break
+        kill -0 "$3" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -m 1 "$2" "$1" || true
+}
+
 # memory_cell PROXY KIND(polls|idle|unread) N RUN
 memory_cell() {
-    local t=$1 kind=$2 n=$3 run=$4 conns base f lp i note="" line
+    local t=$1 kind=$2 n=$3 run=$4 conns base f lp note="" line
     start_proxy "$t" 1 || {
         ! ours "$t" || die "temporal-mtls-proxy ($t) did not start (see $WORK)"
         warn "SKIPPING $t in memory: it did not start"
@@ -809,12 +821,7 @@ memory_cell() {
             --connections "$n" --bytes "$UNREAD_BYTES" --hold-for 8s >"$f.out" 2>"$f.err" &
         lp=$!
         STARTED+=("$lp")
-        for i in $(seq 1 3200); do
-            grep -q '^ready ' "$f.out" && break
-            kill -0 "$lp" 2>/dev/null || break
-            sleep 0.1
-        done
-        line=$(grep -m 1 '^ready ' "$f.out" || true)
+        line=$(first_line "$f.out" '^ready ' "$lp")
         sleep 1
         sample_peak 3 "${PID[$t]}"
         if [ -z "$line" ]; then
@@ -835,12 +842,7 @@ memory_cell() {
         STARTED+=("$lp")
         # "idle: K of N connections open" on stderr once all are dialed;
         # bounded: 320 s to open them.
-        for i in $(seq 1 3200); do
-            grep -q '^idle: ' "$f.json.err" && break
-            kill -0 "$lp" 2>/dev/null || break
-            sleep 0.1
-        done
-        line=$(grep -m 1 '^idle: ' "$f.json.err" || true)
+        line=$(first_line "$f.json.err" '^idle: ' "$lp")
         sleep 1
         sample_peak 3 "${PID[$t]}"
         if [ -z "$line" ]; then
