@@ -67,15 +67,8 @@ impl http_body::Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
         let this = &mut *self;
-        if let Some(pump) = this.pump.as_mut() {
-            match pump.poll(cx) {
-                Poll::Pending => {}
-                Poll::Ready(Ok(())) => this.pump = None,
-                Poll::Ready(Err(e)) => {
-                    this.pump = None;
-                    return Poll::Ready(Some(Err(StreamError::Request(e))));
-                }
-            }
+        if let Err(e) = drive(&mut this.pump, cx) {
+            return Poll::Ready(Some(Err(e)));
         }
         Pin::new(&mut this.recv)
             .poll_frame(cx)
@@ -137,18 +130,27 @@ async fn send(
     let mut pump = (!end).then(|| RequestPump::new(body, stream));
     let mut response = std::pin::pin!(response);
     let response = std::future::poll_fn(|cx| {
-        if let Some(p) = pump.as_mut() {
-            match p.poll(cx) {
-                Poll::Pending => {}
-                Poll::Ready(Ok(())) => pump = None,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(StreamError::Request(e))),
-            }
-        }
+        drive(&mut pump, cx)?;
         response.as_mut().poll(cx).map_err(StreamError::Upstream)
     })
     .await
     .map_err(CallError::Failed)?;
     Ok(from_upstream(response, pump, lease))
+}
+
+/// Moves the rest of the request body on, if any is left (`None` once it
+/// is all sent); the client body's failure, once.
+fn drive(pump: &mut Option<RequestPump>, cx: &mut Context<'_>) -> Result<(), StreamError> {
+    let Some(p) = pump.as_mut() else {
+        return Ok(());
+    };
+    match p.poll(cx) {
+        Poll::Pending => Ok(()),
+        Poll::Ready(result) => {
+            *pump = None;
+            result.map_err(StreamError::Request)
+        }
+    }
 }
 
 /// Rewrites the client's request for the upstream: scheme of the upstream
