@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# What the allocator's purge setting costs and gives back: for each value of
-# mimalloc's purge delay, the proxy's CPU per unary call and its resident
-# memory before, at the peak of, and after a burst of idle mTLS connections.
+# What the allocator and its purge setting cost and give back: for each value
+# of mimalloc's purge delay, and for glibc's malloc, the proxy's CPU per unary
+# call and its resident memory before, at the peak of, and after a burst of
+# idle mTLS connections.
 #
-#   benches/allocator.sh                 # build release; delays 1000 (mimalloc's default), 100, 10, 0
-#   benches/allocator.sh --no-build 1000 0
+#   benches/allocator.sh                 # build release; delays 1000 (mimalloc's default), 100, 10, 0, then glibc
+#   benches/allocator.sh --no-build 1000 0 glibc
 #
 # mimalloc frees a page's memory to the OS only `purge_delay` ms after the
 # page became empty, and only when that thread next allocates: a burst (an
 # attack, a traffic spike) can leave the proxy with its peak RSS long after
 # the connections are gone. The delay is read from MIMALLOC_PURGE_DELAY at
-# start, so every row is the same binary with another environment.
+# start, so every such row is the same binary with another environment. The
+# row `glibc` runs the proxy built without the `mimalloc` feature
+# (`$BIN/temporal-mtls-proxy-glibc`, which the build step makes).
 #
 # Per row, a fresh proxy (one worker thread on CPU 1, defaults plus one
 # [authz] rule as compare.sh's "temporal-mtls-proxy") in front of
@@ -21,6 +24,7 @@
 #      for 5 s, then closed; RSS sampled every 0.2 s for the peak;
 #   3. quiet: RSS QUIET s after the burst with no traffic at all;
 #   4. trickle: RSS after 5 s of 50 calls/s on one connection.
+# The last column is the burst's memory per connection, (peak - fresh) / BURST.
 #
 # Environment:
 #   BIN [target/release]  OUT [target/bench-allocator/<time>]
@@ -50,25 +54,30 @@ while [ $# -gt 0 ]; do
         sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
         exit 0
         ;;
+    glibc) DELAYS+=("$1") ;;
     *[!0-9]* | '') die "unknown argument '$1' (see --help)" ;;
     *) DELAYS+=("$1") ;;
     esac
     shift
 done
-[ ${#DELAYS[@]} -gt 0 ] || DELAYS=(1000 100 10 0)
+[ ${#DELAYS[@]} -gt 0 ] || DELAYS=(1000 100 10 0 glibc)
 
 for tool in openssl taskset python3; do
     command -v "$tool" >/dev/null || die "$tool is missing"
 done
 if [ "$BUILD" = 1 ]; then
     log "building release binaries"
-    (cd "$ROOT" && cargo build --release --locked --bin temporal-mtls-proxy &&
+    (cd "$ROOT" && cargo build --release --locked --no-default-features --bin temporal-mtls-proxy &&
+        cp target/release/temporal-mtls-proxy target/release/temporal-mtls-proxy-glibc &&
+        cargo build --release --locked --bin temporal-mtls-proxy &&
         cargo build --release --locked -p temporal-mtls-proxy-tools)
 fi
 PROXY=$BIN/temporal-mtls-proxy
 LOADGEN=$BIN/temporal-loadgen
 FAKE=$BIN/temporal-fake-frontend
-for b in "$PROXY" "$LOADGEN" "$FAKE"; do
+needed=("$PROXY" "$LOADGEN" "$FAKE")
+case " ${DELAYS[*]} " in *" glibc "*) needed+=("$PROXY-glibc") ;; esac
+for b in "${needed[@]}"; do
     [ -x "$b" ] || die "$b is missing (run without --no-build)"
 done
 # A burst of BURST connections needs as many descriptors on both sides.
@@ -103,10 +112,15 @@ load() { # load PORT OUTFILE loadgen-args...
         --threads 1 --json --quiet "$@" >"$out" 2>"$out.err"
 }
 
-printf '%s\n' "purge_delay_ms cpu_us_per_call rss_fresh_kib rss_peak_kib rss_quiet_kib rss_trickle_kib" >"$OUT/results.txt"
+printf '%s\n' "allocator cpu_us_per_call rss_fresh_kib rss_peak_kib rss_quiet_kib rss_trickle_kib kib_per_burst_conn" >"$OUT/results.txt"
 for delay in "${DELAYS[@]}"; do
     port=$(free_port)
     dir=$OUT/delay-$delay
+    if [ "$delay" = glibc ]; then
+        proxy=$PROXY-glibc label="glibc-malloc" env=()
+    else
+        proxy=$PROXY label="mimalloc-purge-$delay" env=("MIMALLOC_PURGE_DELAY=$delay")
+    fi
     mkdir -p "$dir"
     cat >"$dir/proxy.toml" <<EOF
 [listen]
@@ -131,7 +145,7 @@ match = { uri = "spiffe://bench.local/ns/default/*" }
 namespaces = ["*"]
 roles = ["admin"]
 EOF
-    MIMALLOC_PURGE_DELAY=$delay taskset -c 1 "$PROXY" --config "$dir/proxy.toml" --log-level warn \
+    env "${env[@]}" taskset -c 1 "$proxy" --config "$dir/proxy.toml" --log-level warn \
         >"$dir/proxy.out" 2>"$dir/proxy.err" &
     pid=$!
     PIDS+=("$pid")
@@ -141,11 +155,11 @@ EOF
         sleep 0.2
     done
     fresh=$(rss_kib "$pid")
-    log "purge delay $delay ms: $CALLS calls"
+    log "$label: $CALLS calls"
     t0=$(cpu_ticks "$pid")
     load "$port" "$dir/unary.json" --connections 2 --concurrency 32 --calls "$CALLS" --duration 120s
     t1=$(cpu_ticks "$pid")
-    log "purge delay $delay ms: burst of $BURST idle connections"
+    log "$label: burst of $BURST idle connections"
     load "$port" "$dir/burst.json" --mode idle --connections "$BURST" --hold-for 5s --timeout 60s --duration 120s &
     burst=$!
     peak=0
@@ -161,11 +175,12 @@ EOF
     trickle=$(rss_kib "$pid")
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    python3 - "$dir/unary.json" "$t0" "$t1" "$(getconf CLK_TCK)" "$delay" "$fresh" "$peak" "$quiet" "$trickle" >>"$OUT/results.txt" <<'PY'
+    python3 - "$dir/unary.json" "$t0" "$t1" "$(getconf CLK_TCK)" "$label" "$BURST" "$fresh" "$peak" "$quiet" "$trickle" >>"$OUT/results.txt" <<'PY'
 import json, sys
 report, t0, t1, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+label, burst, fresh, peak = sys.argv[5], int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
 calls = json.load(open(report))["calls"]
-print(sys.argv[5], f"{(t1 - t0) / hz * 1e6 / calls:.2f}", *sys.argv[6:])
+print(label, f"{(t1 - t0) / hz * 1e6 / calls:.2f}", *sys.argv[7:], f"{(peak - fresh) / burst:.1f}")
 PY
 done
 column -t "$OUT/results.txt"

@@ -59,7 +59,9 @@ enum Command {
 }
 
 /// mimalloc: per-thread free lists suit the per-call allocations of the
-/// HTTP/2 path better than glibc's malloc (measured in BENCHMARKS.md).
+/// HTTP/2 path better than glibc's malloc (measured in BENCHMARKS.md). Built
+/// without the `mimalloc` feature, the binary uses glibc's malloc.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
