@@ -44,7 +44,7 @@ impl CallObserver for CallMetrics {
     fn call_ended(&self, ctx: &CallContext, ending: &Ending) {
         let outcome = ctx.authz();
         self.metrics.record_call(&FinishedCall {
-            method: ctx.method.map(|m| m.name),
+            method: ctx.method,
             namespace: outcome.and_then(|o| o.namespace.as_deref()),
             // A call whose client went away before the end is CANCELLED.
             grpc_status: ending.grpc_status.unwrap_or(1),

@@ -16,11 +16,12 @@ fn sample(text: &str, series: &str) -> Option<f64> {
     })
 }
 
-fn call<'a>(
-    method: Option<&'static str>,
-    namespace: Option<&'a str>,
-    status: i32,
-) -> FinishedCall<'a> {
+/// A finished call of the `WorkflowService` method named `method`.
+fn call<'a>(method: Option<&str>, namespace: Option<&'a str>, status: i32) -> FinishedCall<'a> {
+    let method = method.map(|name| {
+        let path = format!("/{}/{name}", crate::temporal::methods::WORKFLOW_SERVICE);
+        crate::temporal::methods::lookup(&path).expect("a WorkflowService method")
+    });
     FinishedCall {
         method,
         namespace,
@@ -581,4 +582,33 @@ fn token_issuer_metrics_follow_the_issuers_status_at_scrape_time() {
     failures.store(4, Ordering::Relaxed);
     let text = metrics.encode_as(Format::PrometheusText);
     assert_eq!(sample(&text, series), Some(4.0), "{text}");
+}
+
+#[test]
+fn per_method_series_are_the_exposed_ones_whatever_the_method_handle() {
+    let metrics = Metrics::new(100);
+    let row = call(Some("GetSystemInfo"), None, 0).method.unwrap();
+    // A copy is not a row of the table: counted through the family lookup,
+    // into the same series as the row's kept handles.
+    let copy: &'static Method = Box::leak(Box::new(*row));
+    for method in [row, copy, row] {
+        metrics.record_call(&FinishedCall {
+            method: Some(method),
+            request_bytes: 7,
+            ..call(None, None, 0)
+        });
+    }
+    let text = metrics.encode();
+    for (series, value) in [
+        (
+            r#"temporal_mtls_proxy_call_duration_seconds_count{method="GetSystemInfo"}"#,
+            3.0,
+        ),
+        (
+            r#"temporal_mtls_proxy_request_bytes_total{method="GetSystemInfo"}"#,
+            21.0,
+        ),
+    ] {
+        assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+    }
 }

@@ -168,6 +168,18 @@ impl Service {
 }
 
 impl Method {
+    /// The method's row in [`METHODS`], for tables indexed by method (the
+    /// per-method metric series); `None` for a `Method` that is not one of
+    /// the table's rows (a copy).
+    pub fn index(&self) -> Option<usize> {
+        let offset = (self as *const Method as usize).wrapping_sub(METHODS.as_ptr() as usize);
+        let index = offset / std::mem::size_of::<Method>();
+        METHODS
+            .get(index)
+            .filter(|row| std::ptr::eq(*row, self))
+            .map(|_| index)
+    }
+
     /// The HTTP/2 `:path` of the method:
     /// `/temporal.api.workflowservice.v1.WorkflowService/<Name>`.
     pub fn path(&self) -> String {
@@ -659,6 +671,16 @@ mod tests {
             method(Service::Operator, "AddSearchAttributes").path(),
             "/temporal.api.operatorservice.v1.OperatorService/AddSearchAttributes"
         );
+    }
+
+    #[test]
+    fn index_is_the_row_of_the_table_and_none_for_a_copy() {
+        for (i, method) in METHODS.iter().enumerate() {
+            assert_eq!(method.index(), Some(i), "{}", method.name);
+            assert_eq!(lookup(&method.path()).and_then(Method::index), Some(i));
+        }
+        let copy = METHODS[5];
+        assert_eq!(copy.index(), None);
     }
 
     #[test]
