@@ -115,12 +115,12 @@ load() { # load PORT OUTFILE loadgen-args...
 printf '%s\n' "allocator cpu_us_per_call rss_fresh_kib rss_peak_kib rss_quiet_kib rss_trickle_kib kib_per_burst_conn" >"$OUT/results.txt"
 for delay in "${DELAYS[@]}"; do
     port=$(free_port)
-    dir=$OUT/delay-$delay
     if [ "$delay" = glibc ]; then
         proxy=$PROXY-glibc label="glibc-malloc" env=()
     else
         proxy=$PROXY label="mimalloc-purge-$delay" env=("MIMALLOC_PURGE_DELAY=$delay")
     fi
+    dir=$OUT/$label
     mkdir -p "$dir"
     cat >"$dir/proxy.toml" <<EOF
 [listen]
