@@ -37,7 +37,10 @@ pub async fn handle(
     token: CancellationToken,
 ) {
     let (origin, accepted) = tokio::select! {
-        r = handshake(tcp, socket_peer, &server) => r,
+        // Boxed: the handshake's state (rustls accepting, the PROXY header)
+        // is larger than a served connection's, and unboxed it would stay
+        // part of this task's allocation for the connection's whole life.
+        r = Box::pin(handshake(tcp, socket_peer, &server)) => r,
         // A new connection took this one's place (max_connections).
         () = ticket.evicted() => (
             Origin { peer: socket_peer, via: None },
@@ -53,14 +56,51 @@ pub async fn handle(
         server.metrics.handshake_failed(refusal.label());
         handshake::log_refusal(peer, origin.via, &refusal);
     };
-    let accepted = match accepted {
-        Ok(a) => a,
-        Err(refusal) => return refused(refusal),
+    // Not a `match` on `accepted`: moving the payload out of it would keep
+    // the whole `Result` in the task's state while the connection is served.
+    let Ok(accepted) = accepted.map_err(refused) else {
+        return;
     };
     // Held while the connection is open.
     let Some(_place) = ticket.established() else {
         return refused(HandshakeRefusal::Evicted);
     };
+    let activity = ConnActivity::new();
+    let mut conn = serving(accepted, origin, &server, forward, &activity);
+    let result = lifecycle(
+        Pin::new(&mut conn),
+        &server.keepalive,
+        &activity,
+        &token,
+        peer,
+        &server.metrics,
+    )
+    .await;
+    match result {
+        Ok(()) => tracing::debug!(peer = %peer, via, "connection closed"),
+        Err(e) if e.is_timeout() => {
+            server.metrics.keepalive_event(KeepaliveEvent::PingTimeout);
+            if limit::PING_TIMEOUT.admit() {
+                tracing::info!(peer = %peer, via, "connection closed: keepalive ping not answered in time");
+            }
+        }
+        Err(e) => tracing::debug!(peer = %peer, via, error = %e, "connection ended with an error"),
+    }
+}
+
+/// The accepted connection, logged and counted, ready to be served: its
+/// call stack and frame guard around the TLS stream. Not part of `handle`'s
+/// body so that nothing of the handshake's result stays in the connection
+/// task's state once it is served (`accepted` is moved apart here).
+fn serving(
+    accepted: Accepted,
+    origin: Origin,
+    server: &Server,
+    forward: Forward,
+    activity: &Arc<ConnActivity>,
+) -> impl Future<Output = Result<(), ServeError>> + GracefulShutdown + Unpin {
+    let Origin { peer, via } = origin;
+    let via = via.map(tracing::field::display);
     let info = accepted.info;
     // Which kind of client: with a verified certificate, or (with
     // `tls.client_certificate = "optional"`) without one, whose calls each
@@ -84,7 +124,6 @@ pub async fn handle(
         "token_only"
     });
 
-    let activity = ConnActivity::new();
     let service = stack::build(&server.stack, forward, info, activity.clone());
     // Client frames are checked on the decrypted byte stream, below the h2
     // codec, which answers every PING and SETTINGS and has no such
@@ -105,18 +144,7 @@ pub async fn handle(
         }),
     )
     .with_preface_timeout(server.handshake_timeout);
-    let conn = Serve::new(&server.h2, guarded, service);
-    let result = lifecycle(conn, k, &activity, &token, peer, &server.metrics).await;
-    match result {
-        Ok(()) => tracing::debug!(peer = %peer, via, "connection closed"),
-        Err(e) if e.is_timeout() => {
-            server.metrics.keepalive_event(KeepaliveEvent::PingTimeout);
-            if limit::PING_TIMEOUT.admit() {
-                tracing::info!(peer = %peer, via, "connection closed: keepalive ping not answered in time");
-            }
-        }
-        Err(e) => tracing::debug!(peer = %peer, via, error = %e, "connection ended with an error"),
-    }
+    Serve::new(&server.h2, guarded, service)
 }
 
 /// Where a connection comes from.
@@ -184,7 +212,7 @@ async fn handshake(
 /// GOAWAY, calls get `max_connection_age_grace` before the connection is
 /// closed.
 async fn lifecycle<C>(
-    conn: C,
+    mut conn: Pin<&mut C>,
     keepalive: &KeepaliveConfig,
     activity: &ConnActivity,
     token: &CancellationToken,
@@ -194,7 +222,6 @@ async fn lifecycle<C>(
 where
     C: Future<Output = Result<(), ServeError>> + GracefulShutdown,
 {
-    tokio::pin!(conn);
     let age = jittered(keepalive.max_connection_age, peer);
     let age_timer = tokio::time::sleep(age);
     tokio::pin!(age_timer);
