@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
+use futures_util::TryFutureExt;
 use http::{HeaderMap, Response};
 use http_body::Body;
 use tower_layer::Layer;
@@ -239,108 +240,122 @@ where
         else {
             return Box::pin(inner.call(call.map_body(Replay::new)));
         };
-        Box::pin(async move {
-            let Call { ctx, request } = call;
-            let caller = Caller::new(
-                &state.who,
-                ctx.token().map(|t| &**t),
-                state.identity.is_some(),
-            );
-            let (parts, mut body) = request.into_parts();
-            let path = parts.uri.path();
-            let method = ctx.method;
-
-            // The first message, for methods whose request names a namespace.
-            let mut first: Option<FirstMessage> = None;
-            let mut payload: Option<Bytes> = None;
-            if let Some(m) = method.filter(|m| m.namespace_field.is_some()) {
-                match read_request(m, &parts.headers, &mut body, &state.reads).await {
-                    Ok((message, decoded)) => {
-                        first = Some(message);
-                        payload = Some(decoded);
-                    }
-                    Err(err) => {
-                        refused(&caller, path, None, &err);
-                        record_outcome(
-                            &ctx,
-                            None,
-                            AuthzDecision::Invalid,
-                            None,
-                            Some(err.kind().label()),
-                        );
-                        return Err(err);
-                    }
-                }
-            }
-
-            let mut findings = Findings::default();
-            let checked = check(
-                &state,
-                Asking {
-                    caller: &caller,
-                    grants: &cached.grants,
-                },
-                method,
-                path,
-                &parts.headers,
-                payload.as_deref(),
-                &mut findings,
-            )
-            .await;
-            let namespace = findings.namespace;
-            match checked {
-                Ok(allowed) => {
-                    let rule = match allowed {
-                        Allowed::Rule(name) => name,
-                        Allowed::Authenticated => authenticated(),
-                    };
-                    record_outcome(&ctx, namespace, AuthzDecision::Allow, Some(rule), None);
-                }
-                Err(Refused::Invalid(err)) => {
-                    refused(&caller, path, namespace.as_deref(), &err);
-                    record_outcome(
-                        &ctx,
-                        namespace,
-                        AuthzDecision::Invalid,
-                        None,
-                        Some(err.kind().label()),
-                    );
-                    return Err(err);
-                }
-                Err(Refused::Policy(err)) => {
-                    let enforce = cached.grants.mode == Mode::Enforce;
-                    if limit::CALL_DENIED.admit() {
-                        let ns = namespace.as_deref().unwrap_or("");
-                        if enforce {
-                            tracing::info!(identity = %caller.name, method = path, namespace = ns, reason = err.kind().label(), error = %err, "call denied");
-                        } else {
-                            tracing::warn!(identity = %caller.name, method = path, namespace = ns, reason = err.kind().label(), error = %err, "call would be denied; forwarded (authz mode audit)");
-                        }
-                    }
-                    let decision = if enforce {
-                        AuthzDecision::Deny
-                    } else {
-                        AuthzDecision::AuditDeny
-                    };
-                    record_outcome(&ctx, namespace, decision, None, Some(err.kind().label()));
-                    if enforce {
-                        return Err(err);
-                    }
-                }
-            }
-
-            let body = match first {
-                Some(m) => Replay::after(m.chunks, body, m.end_of_body, m.trailers, m.held),
-                None => Replay::new(body),
-            };
-            inner
-                .call(Call {
-                    ctx,
-                    request: http::Request::from_parts(parts, body),
-                })
-                .await
-        })
+        // The decision in an allocation of its own, freed once the call is
+        // let through: what deciding holds (the request's first message,
+        // the checks' state) is several times what waiting for the answer
+        // needs, and a long poll waits up to 70 s.
+        Box::pin(Box::pin(decide(call, state, cached)).and_then(move |call| inner.call(call)))
     }
+}
+
+/// The call let through (its body replaying what was read of it), or the
+/// error that refuses it, recorded for the audit and logged.
+async fn decide<B>(
+    call: Call<B>,
+    state: Arc<ConnAuthz>,
+    cached: Arc<Cached>,
+) -> Result<Call<Replay<B>>, ProxyError>
+where
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: std::fmt::Display,
+{
+    let Call { ctx, request } = call;
+    let caller = Caller::new(
+        &state.who,
+        ctx.token().map(|t| &**t),
+        state.identity.is_some(),
+    );
+    let (parts, mut body) = request.into_parts();
+    let path = parts.uri.path();
+    let method = ctx.method;
+
+    // The first message, for methods whose request names a namespace.
+    let mut first: Option<FirstMessage> = None;
+    let mut payload: Option<Bytes> = None;
+    if let Some(m) = method.filter(|m| m.namespace_field.is_some()) {
+        match read_request(m, &parts.headers, &mut body, &state.reads).await {
+            Ok((message, decoded)) => {
+                first = Some(message);
+                payload = Some(decoded);
+            }
+            Err(err) => {
+                refused(&caller, path, None, &err);
+                record_outcome(
+                    &ctx,
+                    None,
+                    AuthzDecision::Invalid,
+                    None,
+                    Some(err.kind().label()),
+                );
+                return Err(err);
+            }
+        }
+    }
+
+    let mut findings = Findings::default();
+    let checked = check(
+        &state,
+        Asking {
+            caller: &caller,
+            grants: &cached.grants,
+        },
+        method,
+        path,
+        &parts.headers,
+        payload.as_deref(),
+        &mut findings,
+    )
+    .await;
+    let namespace = findings.namespace;
+    match checked {
+        Ok(allowed) => {
+            let rule = match allowed {
+                Allowed::Rule(name) => name,
+                Allowed::Authenticated => authenticated(),
+            };
+            record_outcome(&ctx, namespace, AuthzDecision::Allow, Some(rule), None);
+        }
+        Err(Refused::Invalid(err)) => {
+            refused(&caller, path, namespace.as_deref(), &err);
+            record_outcome(
+                &ctx,
+                namespace,
+                AuthzDecision::Invalid,
+                None,
+                Some(err.kind().label()),
+            );
+            return Err(err);
+        }
+        Err(Refused::Policy(err)) => {
+            let enforce = cached.grants.mode == Mode::Enforce;
+            if limit::CALL_DENIED.admit() {
+                let ns = namespace.as_deref().unwrap_or("");
+                if enforce {
+                    tracing::info!(identity = %caller.name, method = path, namespace = ns, reason = err.kind().label(), error = %err, "call denied");
+                } else {
+                    tracing::warn!(identity = %caller.name, method = path, namespace = ns, reason = err.kind().label(), error = %err, "call would be denied; forwarded (authz mode audit)");
+                }
+            }
+            let decision = if enforce {
+                AuthzDecision::Deny
+            } else {
+                AuthzDecision::AuditDeny
+            };
+            record_outcome(&ctx, namespace, decision, None, Some(err.kind().label()));
+            if enforce {
+                return Err(err);
+            }
+        }
+    }
+
+    let body = match first {
+        Some(m) => Replay::after(m.chunks, body, m.end_of_body, m.trailers, m.held),
+        None => Replay::new(body),
+    };
+    Ok(Call {
+        ctx,
+        request: http::Request::from_parts(parts, body),
+    })
 }
 
 /// Every check of one call, in order: the request's namespace, the header

@@ -3,7 +3,8 @@
 //! (`grpc::path`), before anything reads their body or looks their method
 //! up. Inside the rescue layer, so the refusal becomes a gRPC status.
 
-use std::future::ready;
+use std::future::{ready, Ready};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::future::Either;
@@ -36,7 +37,10 @@ where
 {
     type Response = S::Response;
     type Error = ProxyError;
-    type Future = Either<S::Future, std::future::Ready<Result<S::Response, ProxyError>>>;
+    /// The refusal is boxed: inline, a `Ready` of the call's result is as
+    /// large as a response, and every call's future (a long poll's for 70 s)
+    /// would carry it.
+    type Future = Either<S::Future, Pin<Box<Ready<Result<S::Response, ProxyError>>>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         self.inner.poll_ready(cx)
@@ -45,7 +49,7 @@ where
     fn call(&mut self, call: Call<B>) -> Self::Future {
         match path::check(call.request.uri()) {
             Ok(()) => Either::Left(self.inner.call(call)),
-            Err(e) => Either::Right(ready(Err(ProxyError::Path(e)))),
+            Err(e) => Either::Right(Box::pin(ready(Err(ProxyError::Path(e))))),
         }
     }
 }

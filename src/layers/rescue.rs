@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
 use http::Response;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -52,19 +53,18 @@ where
 
     fn call(&mut self, call: Call<B>) -> Self::Future {
         let ctx = call.ctx.clone();
-        let fut = self.inner.call(call);
-        Box::pin(async move {
-            match fut.await {
-                Ok(resp) => Ok(resp),
-                Err(err) => {
-                    let err: ProxyError = err.into();
-                    let status = status_of(&err);
-                    tracing::debug!(code = ?status.code(), error = %err, "call answered by the proxy");
-                    ctx.set_error(err.kind());
-                    Ok(ResponseBody::status_only(status))
-                }
+        // `map`, not an `async` block, which would hold the inner future
+        // twice (its capture and its awaited copy) for the call's whole life.
+        Box::pin(self.inner.call(call).map(move |result| match result {
+            Ok(resp) => Ok(resp),
+            Err(err) => {
+                let err: ProxyError = err.into();
+                let status = status_of(&err);
+                tracing::debug!(code = ?status.code(), error = %err, "call answered by the proxy");
+                ctx.set_error(err.kind());
+                Ok(ResponseBody::status_only(status))
             }
-        })
+        }))
     }
 }
 

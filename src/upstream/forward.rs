@@ -96,12 +96,14 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let pool = self.pool.clone();
         let req = to_upstream(req, &self.scheme);
-        Box::pin(async move { send(&pool, req).await })
+        // `send`'s future itself, not one wrapping it: an `async` block
+        // would hold `req` beside the future it was moved into.
+        Box::pin(send(pool, req))
     }
 }
 
 async fn send(
-    pool: &Arc<Pool>,
+    pool: Arc<Pool>,
     req: Request<RequestBody>,
 ) -> Result<Response<UpstreamBody>, CallError> {
     let (parts, body) = req.into_parts();
