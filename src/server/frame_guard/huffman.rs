@@ -111,6 +111,37 @@ const fn lengths() -> Lengths {
 
 static LENGTHS: Lengths = lengths();
 
+/// For each value of the next 8 bits: the symbol whose code they begin
+/// with and that code's length, when it is at most 8 bits long (the
+/// letters, digits and punctuation of paths and gRPC names); length 0 for
+/// the start of a longer code, decoded by length as the table above says.
+struct Fast([(u8, u8); 256]);
+
+const fn fast() -> Fast {
+    let mut out = [(0u8, 0u8); 256];
+    let mut i = 0;
+    while i < LENGTHS.0.len() {
+        let (len, first, symbols) = LENGTHS.0[i];
+        if len <= 8 {
+            let spread = 1usize << (8 - len);
+            let mut k = 0;
+            while k < symbols.len() {
+                let start = ((first as usize) + k) << (8 - len);
+                let mut j = 0;
+                while j < spread {
+                    out[start + j] = (symbols[k] as u8, len as u8);
+                    j += 1;
+                }
+                k += 1;
+            }
+        }
+        i += 1;
+    }
+    Fast(out)
+}
+
+static FAST: Fast = fast();
+
 /// Why a Huffman string does not decode (HPACK: a decoding error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HuffmanError {
@@ -128,18 +159,32 @@ pub fn decode(src: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> {
     let mut acc: u64 = 0;
     let mut bits: u32 = 0;
     let mut input = src.iter();
+    // The shortest code is 5 bits.
+    out.reserve(src.len() * 8 / 5 + 1);
     loop {
-        while bits <= 56 {
-            match input.next() {
-                Some(&b) => {
-                    acc |= u64::from(b) << (56 - bits);
-                    bits += 8;
+        // Refilled when fewer bits are left than the longest code has.
+        if bits < MAX_LEN {
+            while bits <= 56 {
+                match input.next() {
+                    Some(&b) => {
+                        acc |= u64::from(b) << (56 - bits);
+                        bits += 8;
+                    }
+                    None => break,
                 }
-                None => break,
             }
         }
         if bits == 0 {
             return Ok(());
+        }
+        let (symbol, len) = FAST.0[(acc >> 56) as usize];
+        let len = u32::from(len);
+        // Past the input's end `acc` holds zeros, which padding is not.
+        if len != 0 && len <= bits {
+            out.push(symbol);
+            acc <<= len;
+            bits -= len;
+            continue;
         }
         let mut found = None;
         for &(len, first, symbols) in &LENGTHS.0 {
@@ -246,5 +291,16 @@ mod tests {
         // EOS (30 ones) then padding.
         assert_eq!(decoded("ffffffff"), Err(HuffmanError::Eos));
         assert_eq!(decoded("").unwrap(), b"");
+    }
+
+    #[test]
+    fn padding_is_not_read_as_a_short_code() {
+        // '0' (00000) ' ' (010100) then 5 one bits: 11111 read as the
+        // first 8 bits 11111000 would be '&'.
+        assert_eq!(decoded("029f").unwrap(), b"0 ");
+        // '0' '0' then 6 one bits: 11111100 is an 8-bit code ('Z').
+        assert_eq!(decoded("003f").unwrap(), b"00");
+        // '0' then 3 one bits: a single byte, only padding left.
+        assert_eq!(decoded("07").unwrap(), b"0");
     }
 }
